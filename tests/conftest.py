@@ -1,0 +1,23 @@
+"""Shared test set-up: everything offline, no telemetry, temporary homes for Dagster and wandb."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _isolated_lineage_log(tmp_path_factory, monkeypatch):
+    """Provenance records go to a per-test log, never to the developer's data/ folder."""
+    log = tmp_path_factory.mktemp("lineage") / "records.jsonl"
+    monkeypatch.setenv("PACO_FR_LINEAGE_LOG", str(log))
+    yield log
