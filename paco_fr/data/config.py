@@ -48,6 +48,9 @@ class SplitConfig:
 class CurationConfig:
     source: str = "builtin"
     crop_size: int = 112
+    # < 1 shrinks the ArcFace template about the crop centre so hair, ears and the face boundary
+    # (all used by the structured masks) stay inside the crop.
+    template_zoom: float = 0.8
     max_image_pixels: int = 64_000_000
     max_file_bytes: int = 100_000_000
     shard_size: int = 1000
