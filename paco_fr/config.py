@@ -10,6 +10,8 @@ lineage can record them.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import types
 import typing
 from pathlib import Path
@@ -24,6 +26,7 @@ from paco_fr.model.config import ModelConfig
 from paco_fr.train.config import TrainConfig
 
 DEFAULT_PARAMS = Path("params.yaml")
+PATCH_ENV = "PACO_FR_PARAMS_PATCH"
 
 T = TypeVar("T")
 
@@ -39,9 +42,22 @@ class PathsConfig:
 
 
 @dataclasses.dataclass
+class PipelineConfig:
+    """What `paco-fr run` / `dvc repro` builds: which presets are pre-trained, which baselines are
+    evaluated beside them. `full_presets` is the longer comparison (`paco-fr run --full`)."""
+
+    presets: list[str] = dataclasses.field(default_factory=lambda: ["paco_fr"])
+    full_presets: list[str] = dataclasses.field(default_factory=lambda: [
+        "paco_fr", "mae", "no_structured_mask", "single_candidate", "no_replacement", "no_spatial",
+        "no_incubation"])
+    baselines: list[str] = dataclasses.field(default_factory=lambda: ["random"])
+
+
+@dataclasses.dataclass
 class ProjectConfig:
     seed: int = 0
     paths: PathsConfig = dataclasses.field(default_factory=PathsConfig)
+    pipeline: PipelineConfig = dataclasses.field(default_factory=PipelineConfig)
     curation: CurationConfig = dataclasses.field(default_factory=CurationConfig)
     regions: RegionsConfig = dataclasses.field(default_factory=RegionsConfig)
     masking: MaskingConfig = dataclasses.field(default_factory=MaskingConfig)
@@ -76,6 +92,11 @@ def load_config(
     if "applied" in data:
         raise ConfigError("'applied' is recorded by the loader and cannot be set in a params file")
     cfg = from_dict(ProjectConfig, data)
+    patched = os.environ.get(PATCH_ENV)
+    if patched:
+        # params.yaml was patched for this run by an orchestrator (see paco_fr.pipeline.patched_params):
+        # record those overrides as if they had been given on the command line.
+        cfg.applied = [f"patched:{item}" for item in json.loads(patched)]
     if preset:
         cfg = apply_preset(cfg, preset)
     if overrides:

@@ -110,14 +110,14 @@ def record_provenance(
         path = Path(path)
         upstream = path / PROVENANCE_FILE if path.is_dir() else None
         input_records[name] = {
-            "path": str(path.resolve()),
+            "path": display_path(path),
             "hash": content_hash(path),
             "provenance_run_id": (json.loads(upstream.read_text())["run_id"]
                                   if upstream is not None and upstream.exists() else None),
         }
     record = {
         "stage": stage,
-        "artifact": str(out_dir.resolve()),
+        "artifact": display_path(out_dir),
         "artifact_hash": content_hash(out_dir),
         "inputs": input_records,
         "params": dict(params),
@@ -132,7 +132,37 @@ def record_provenance(
     }
     write_json_atomic(out_dir / PROVENANCE_FILE, record)
     _append_log(record)
+    _index_sources(out_dir, record["artifact_hash"])
     return record
+
+
+def sources_index_dir() -> Path:
+    return lineage_log_path().parent / "sources"
+
+
+def _index_sources(out_dir: Path, artifact_hash: str) -> None:
+    """Keep which raw files went into this artifact version (source path + sha256 per face), so that
+    `paco-fr lineage --uses IMAGE` can answer for versions that were overwritten since."""
+    manifest = out_dir / "manifest.parquet"
+    if not manifest.exists():
+        return
+    import pandas as pd
+
+    columns = ["face_id", "source_path", "source_sha256"]
+    table = pd.read_parquet(manifest, columns=columns)
+    target = sources_index_dir() / f"{artifact_hash.replace('.dir', '')}.parquet"
+    with atomic_path(target) as tmp:
+        table.to_parquet(tmp, index=False)
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    """Relative to the working directory (the repo root for CLI/DVC runs) when inside it, so records
+    stay meaningful in another clone; absolute otherwise."""
+    resolved = Path(path).resolve()
+    try:
+        return resolved.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return str(resolved)
 
 
 def _append_log(record: Mapping[str, Any]) -> None:
