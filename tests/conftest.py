@@ -12,7 +12,14 @@ os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import tempfile  # noqa: E402
+
 import pytest  # noqa: E402
+
+# Dagster insists on an existing absolute DAGSTER_HOME; tests never touch the developer's.
+if "DAGSTER_HOME" not in os.environ or not os.path.isabs(os.environ["DAGSTER_HOME"]):
+    os.environ["DAGSTER_HOME"] = tempfile.mkdtemp(prefix="paco-fr-dagster-home-")
+os.makedirs(os.environ["DAGSTER_HOME"], exist_ok=True)
 
 
 @pytest.fixture(autouse=True)
