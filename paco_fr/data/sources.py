@@ -1,0 +1,238 @@
+"""The folder source: deterministic discovery of every path under a root, each one accounted for.
+
+Discovery walks the folder recursively and returns one :class:`SourceItem` per *input*: an image
+file (with the annotation sidecars found beside it), or a path that is already known to be
+unusable (with its reason). Together with the sidecars attached to images, the items cover every
+path under the root, so that curation can prove that nothing was skipped silently.
+
+Rules (docs/curation.md repeats them for users):
+
+- Image extensions, case-insensitive: .jpg .jpeg .png .webp .bmp .tif .tiff .gif.
+- Sidecars are annotations of the image with the same stem in the same directory:
+  ``{stem}.gt.json`` (generator ground truth), ``{stem}.pts`` (iBUG 68 points), ``{stem}.labels.png``
+  (region label map). A sidecar is attached to every image of that stem (``x.jpg`` and ``x.png``
+  both get ``x.pts``); one with no image is rejected as ``orphan_sidecar``.
+- Symbolic links to regular files are followed wherever they point (datasets are often assembled
+  from links), and read under the link's own path; an exact duplicate of a file that is also in
+  the tree is then rejected as ``duplicate``. Links to directories are *not* followed
+  (``directory_link``), so that links can never make the walk loop; dangling links are
+  ``broken_link``, self-referencing chains ``link_loop``.
+- Directories are descended into. A directory whose name looks like an image (``x.jpg/``) is also
+  recorded itself as ``not_a_file``, because a user listing the folder would take it for one.
+- FIFOs, sockets and devices are ``not_a_file`` and never opened (opening a FIFO blocks).
+- Everything else (``.txt``, ``.json``, ``.DS_Store`` ...) is ``unsupported_format``.
+- Items are sorted by their relative POSIX path; this order decides which of two duplicates is
+  kept (the first).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from paco_fr.data.reasons import Reason
+
+IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+# kind -> file-name suffix (matched case-insensitively); order = precedence when reading ground truth.
+SIDECAR_SUFFIXES: dict[str, str] = {"gt": ".gt.json", "pts": ".pts", "labels": ".labels.png"}
+
+
+@dataclass(frozen=True, slots=True)
+class SourceItem:
+    """One input: an image with its sidecars, or a path rejected at discovery."""
+
+    rel_path: str                                # POSIX path relative to the root (display form)
+    path: Path                                   # the path to open
+    size: int = 0                                # bytes (of the link target for links); 0 when rejected
+    mtime_ns: int = 0
+    sidecars: dict[str, Path] = field(default_factory=dict)  # kind ("gt", "pts", "labels") -> path
+    sidecar_rel_paths: tuple[str, ...] = ()
+    rejection: tuple[Reason, str] | None = None  # set when discovery already rejects the path
+
+    @property
+    def is_image(self) -> bool:
+        return self.rejection is None
+
+
+def image_suffix(name: str) -> str | None:
+    suffix = os.path.splitext(name)[1].lower()
+    return suffix if suffix in IMAGE_EXTENSIONS else None
+
+
+def sidecar_kind(name: str) -> tuple[str, str] | None:
+    """(kind, stem) when `name` is named like a sidecar, else None."""
+    lower = name.lower()
+    for kind, suffix in SIDECAR_SUFFIXES.items():
+        if lower.endswith(suffix) and len(name) > len(suffix):
+            return kind, name[: -len(suffix)]
+    return None
+
+
+def display_path(rel: str) -> str:
+    """A file name that is not valid UTF-8 is shown with backslash escapes (parquet stores UTF-8)."""
+    try:
+        rel.encode("utf-8")
+        return rel
+    except UnicodeEncodeError:
+        return os.fsencode(rel).decode("utf-8", errors="backslashreplace")
+
+
+@dataclass
+class _Entry:
+    name: str
+    path: Path
+    rel: str
+    st: os.stat_result | None
+
+
+def discover(root: str | os.PathLike[str]) -> list[SourceItem]:
+    """Every input under `root`, sorted by relative path. Raises for a missing or unreadable root."""
+    root = Path(root)
+    if not root.exists():
+        raise FileNotFoundError(f"source folder does not exist: {root}")
+    if not root.is_dir():
+        raise NotADirectoryError(f"source is not a folder: {root}")
+    try:
+        os.scandir(root).close()
+    except OSError as exc:
+        raise PermissionError(f"source folder cannot be read: {root} ({exc.strerror or exc})") from exc
+    items: list[SourceItem] = []
+    _walk_dir(root, "", items, is_root=True)
+    items.sort(key=lambda item: item.rel_path)
+    return items
+
+
+def _walk_dir(directory: Path, rel_dir: str, items: list[SourceItem], *, is_root: bool = False) -> None:
+    try:
+        with os.scandir(directory) as scan:
+            entries = sorted(scan, key=lambda e: e.name)
+    except OSError as exc:
+        if is_root:
+            raise
+        items.append(_rejected(rel_dir, directory, Reason.UNREADABLE,
+                               f"directory cannot be listed: {exc.strerror or exc}"))
+        return
+
+    files: list[_Entry] = []
+    for entry in entries:
+        rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+        path = Path(entry.path)
+        try:
+            if entry.is_symlink():
+                verdict = _classify_link(path)
+                if isinstance(verdict, os.stat_result):  # (a stat_result is a tuple too)
+                    files.append(_Entry(entry.name, path, rel, verdict))
+                else:
+                    items.append(_rejected(rel, path, *verdict))
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                if image_suffix(entry.name) or sidecar_kind(entry.name):
+                    items.append(_rejected(rel, path, Reason.NOT_A_FILE,
+                                           "a directory named like an image; its contents are curated as usual"))
+                _walk_dir(path, rel, items)
+                continue
+            st = entry.stat(follow_symlinks=False)
+        except OSError as exc:
+            items.append(_rejected(rel, path, Reason.UNREADABLE, f"cannot stat: {exc.strerror or exc}"))
+            continue
+        if stat.S_ISREG(st.st_mode):
+            files.append(_Entry(entry.name, path, rel, st))
+        else:
+            items.append(_rejected(rel, path, Reason.NOT_A_FILE, _file_type_name(st.st_mode)))
+    _pair_files(files, items)
+
+
+def _classify_link(path: Path) -> os.stat_result | tuple[Reason, str]:
+    """The link target's stat when it is a regular file, else (reason, detail)."""
+    try:
+        target = os.readlink(path)
+    except OSError:
+        target = "?"
+    try:
+        st = os.stat(path)  # follows the whole chain
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return Reason.LINK_LOOP, f"symbolic link loop (-> {target})"
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return Reason.BROKEN_LINK, f"dangling symbolic link (-> {target})"
+        return Reason.UNREADABLE, f"symbolic link target cannot be read (-> {target}): {exc.strerror or exc}"
+    if stat.S_ISDIR(st.st_mode):
+        return Reason.DIRECTORY_LINK, f"symbolic link to a directory (-> {target}); not followed"
+    if not stat.S_ISREG(st.st_mode):
+        return Reason.NOT_A_FILE, f"symbolic link to a {_file_type_name(st.st_mode)} (-> {target})"
+    return st
+
+
+def _pair_files(files: list[_Entry], items: list[SourceItem]) -> None:
+    """Split one directory's regular files into images (with their sidecars), orphan sidecars and
+    unsupported files."""
+    images: list[_Entry] = []
+    sidecars: list[tuple[str, str, _Entry]] = []  # (kind, stem, entry)
+    for entry in files:
+        kind = sidecar_kind(entry.name)
+        if kind is not None:
+            sidecars.append((*kind, entry))
+        elif image_suffix(entry.name):
+            images.append(entry)
+        else:
+            items.append(_rejected(entry.rel, entry.path, Reason.UNSUPPORTED_FORMAT,
+                                   f"extension {os.path.splitext(entry.name)[1] or '(none)'!r} is not an image type"))
+    by_stem: dict[str, list[_Entry]] = {}
+    for entry in images:
+        by_stem.setdefault(os.path.splitext(entry.name)[0], []).append(entry)
+    attached: dict[str, dict[str, _Entry]] = {}
+    for kind, stem, entry in sidecars:
+        if stem in by_stem:
+            attached.setdefault(stem, {})[kind] = entry
+        else:
+            items.append(_rejected(entry.rel, entry.path, Reason.ORPHAN_SIDECAR,
+                                   f"no image with stem {stem!r} beside this {SIDECAR_SUFFIXES[kind]} file"))
+    for stem, group in by_stem.items():
+        found = attached.get(stem, {})
+        for entry in group:
+            assert entry.st is not None
+            items.append(SourceItem(
+                rel_path=display_path(entry.rel),
+                path=entry.path,
+                size=int(entry.st.st_size),
+                mtime_ns=int(entry.st.st_mtime_ns),
+                sidecars={kind: found[kind].path for kind in SIDECAR_SUFFIXES if kind in found},
+                sidecar_rel_paths=tuple(display_path(found[kind].rel) for kind in SIDECAR_SUFFIXES if kind in found),
+            ))
+
+
+def _rejected(rel: str, path: Path, reason: Reason, detail: str) -> SourceItem:
+    return SourceItem(rel_path=display_path(rel), path=path, rejection=(reason, detail))
+
+
+def _file_type_name(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device file"
+    if stat.S_ISDIR(mode):
+        return "directory"
+    return "special file"
+
+
+def fingerprint(items: Iterable[SourceItem]) -> str:
+    """A hash of what discovery saw (paths, sizes, modification times, verdicts): a run may resume
+    only from a journal written for the same inputs."""
+    digest = hashlib.sha256()
+    for item in items:
+        reason = item.rejection[0].value if item.rejection else ""
+        digest.update(f"{item.rel_path}\0{item.size}\0{item.mtime_ns}\0{reason}\0".encode("utf-8", "backslashreplace"))
+        for kind, path in sorted(item.sidecars.items()):
+            try:
+                st = path.stat()
+                digest.update(f"{kind}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+            except OSError:
+                digest.update(f"{kind}\0missing\0".encode())
+    return digest.hexdigest()

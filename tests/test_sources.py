@@ -1,0 +1,116 @@
+"""Folder discovery: sorted, recursive, sidecars attached, and every odd path accounted for."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from paco_fr.data.reasons import Reason
+from paco_fr.data.sources import discover, fingerprint, sidecar_kind
+
+
+def touch(path: Path, data: bytes = b"x") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def verdicts(root: Path) -> dict[str, str]:
+    return {item.rel_path: ("image" if item.is_image else item.rejection[0].value) for item in discover(root)}
+
+
+def test_images_of_every_extension_are_found_recursively_and_sorted(tmp_path):
+    names = ["b.JPG", "a.jpeg", "c.png", "d.webp", "e.bmp", "f.tif", "g.TIFF", "h.gif", "sub/deeper/z.png",
+             "sub/a.png", "A.png"]
+    for name in names:
+        touch(tmp_path / name)
+    items = discover(tmp_path)
+    assert [i.rel_path for i in items] == sorted(names)
+    assert all(i.is_image and i.size == 1 for i in items)
+
+
+def test_sidecars_attach_to_their_image_and_orphans_are_rejected(tmp_path):
+    touch(tmp_path / "face.png")
+    touch(tmp_path / "face.gt.json")
+    touch(tmp_path / "face.pts")
+    touch(tmp_path / "face.labels.png")
+    touch(tmp_path / "twin.jpg")
+    touch(tmp_path / "twin.png")
+    touch(tmp_path / "twin.pts")
+    touch(tmp_path / "lonely.pts")
+    touch(tmp_path / "lonely.labels.png")
+    touch(tmp_path / "sub" / "face.gt.json")  # a sidecar in another directory is not the image's
+    items = {i.rel_path: i for i in discover(tmp_path)}
+    face = items["face.png"]
+    assert set(face.sidecars) == {"gt", "pts", "labels"}
+    assert face.sidecar_rel_paths == ("face.gt.json", "face.pts", "face.labels.png")
+    assert items["twin.jpg"].sidecar_rel_paths == items["twin.png"].sidecar_rel_paths == ("twin.pts",)
+    for orphan in ("lonely.pts", "lonely.labels.png", "sub/face.gt.json"):
+        assert items[orphan].rejection[0] is Reason.ORPHAN_SIDECAR
+    assert "face.gt.json" not in items and "face.labels.png" not in items
+
+
+def test_odd_paths_are_rejected_with_reasons(tmp_path):
+    root = tmp_path / "root"
+    touch(root / "ok.png")
+    touch(root / "notes.txt")
+    touch(root / "Makefile")
+    touch(root / "dir.jpg" / "inside.png")
+    (root / "empty_dir").mkdir()
+    os.symlink(root / "ok.png", root / "link_in.png")
+    touch(tmp_path / "elsewhere" / "out.png")
+    os.symlink(tmp_path / "elsewhere" / "out.png", root / "link_out.png")
+    os.symlink(tmp_path / "elsewhere", root / "link_dir")
+    os.symlink(root / "nothing.png", root / "dangling.png")
+    os.symlink("self.png", root / "self.png")
+    os.mkfifo(root / "fifo.png")
+    assert verdicts(root) == {
+        "Makefile": "unsupported_format",
+        "dangling.png": "broken_link",
+        "dir.jpg": "not_a_file",
+        "dir.jpg/inside.png": "image",
+        "fifo.png": "not_a_file",
+        "link_dir": "directory_link",
+        "link_in.png": "image",
+        "link_out.png": "image",
+        "notes.txt": "unsupported_format",
+        "ok.png": "image",
+        "self.png": "link_loop",
+    }
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file regardless of permissions")
+def test_unreadable_directory_is_rejected(tmp_path):
+    touch(tmp_path / "locked" / "a.png")
+    os.chmod(tmp_path / "locked", 0)
+    try:
+        assert verdicts(tmp_path) == {"locked": "unreadable"}
+    finally:
+        os.chmod(tmp_path / "locked", 0o755)
+
+
+def test_missing_or_non_folder_sources_raise(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        discover(tmp_path / "nope")
+    touch(tmp_path / "file.png")
+    with pytest.raises(NotADirectoryError):
+        discover(tmp_path / "file.png")
+
+
+def test_fingerprint_changes_with_content_not_with_time_of_listing(tmp_path):
+    touch(tmp_path / "a.png")
+    touch(tmp_path / "a.gt.json", b"{}")
+    first = fingerprint(discover(tmp_path))
+    assert fingerprint(discover(tmp_path)) == first
+    touch(tmp_path / "a.gt.json", b'{"k": 1}')  # a sidecar changed
+    assert fingerprint(discover(tmp_path)) != first
+
+
+def test_sidecar_names():
+    assert sidecar_kind("x.gt.json") == ("gt", "x")
+    assert sidecar_kind("x.GT.JSON") == ("gt", "x")
+    assert sidecar_kind("a.b.labels.png") == ("labels", "a.b")
+    assert sidecar_kind(".pts") is None
+    assert sidecar_kind("x.json") is None
