@@ -9,12 +9,12 @@ from dagster_project.resources import PathsResource
 
 
 def _check_result(report) -> dg.AssetCheckResult:
-    failures = list(getattr(report, "failures", []) or [])
+    failures = [f.describe() if hasattr(f, "describe") else str(f) for f in report.failures]
     return dg.AssetCheckResult(
         passed=bool(report.success),
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={
-            "expectations": int(getattr(report, "evaluated", 0) or 0),
+            "expectations": int(report.to_dict()["n_expectations"]),
             "failed": len(failures),
             "failures": dg.MetadataValue.md("\n".join(f"- {f}" for f in failures[:50]) or "none"),
         },

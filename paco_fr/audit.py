@@ -172,14 +172,19 @@ def find_uses(image: str | os.PathLike[str], search_roots: Iterable[Path] = ()) 
             if faces:
                 report.corpora.append({**rec, "_face_ids": faces})
                 tainted.add(rec["artifact_hash"])
+    # A record is identified by its content hash, and also by (artifact path, run id): an input
+    # records both, and the second survives files appended to an artifact after it was recorded.
+    tainted_runs = {(rec["artifact"], rec.get("run_id")) for rec in report.corpora}
     changed = True
-    while changed:  # propagate along recorded input hashes until nothing new is reached
+    while changed:  # propagate along recorded inputs until nothing new is reached
         changed = False
         for rec in records:
             if rec["artifact_hash"] in tainted or rec.get("stage") in ("curate", "forget"):
                 continue
-            if any(info.get("hash") in tainted for info in rec.get("inputs", {}).values()):
+            if any(info.get("hash") in tainted or (info.get("path"), info.get("provenance_run_id")) in tainted_runs
+                   for info in rec.get("inputs", {}).values()):
                 tainted.add(rec["artifact_hash"])
+                tainted_runs.add((rec["artifact"], rec.get("run_id")))
                 report.downstream.append(rec)
                 changed = True
     return report

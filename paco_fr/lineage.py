@@ -56,6 +56,8 @@ def content_hash(path: str | os.PathLike[str]) -> str:
         rel = file.relative_to(path)
         if any(part.startswith(".") for part in rel.parts) or rel.name in _SKIP_NAMES:
             continue
+        if "wandb" in rel.parts and rel.suffix == ".log":
+            continue  # wandb's service process appends to its debug logs after the run has ended
         entries.append({"relpath": rel.as_posix(), "md5": _md5_file(file)})
     blob = json.dumps(entries, sort_keys=True).encode()
     return hashlib.md5(blob).hexdigest() + ".dir"

@@ -42,10 +42,13 @@ def face_corpus(context: dg.AssetExecutionContext, dvc: DvcResource, paths: Path
     corpus = paths.data_dir() / "corpus"
     summary = read_json(corpus / "summary.json")
     metadata = {
-        "accepted_faces": summary.get("accepted_faces", summary.get("faces")),
-        "rejected_inputs": summary.get("rejected_inputs", summary.get("rejected")),
-        "rejected_by_reason": counts_table(summary.get("rejected_by_reason", {})),
-        "splits": dg.MetadataValue.json(summary.get("splits", {})),
+        "inputs": summary["inputs"],
+        "faces": summary["faces"],
+        "faces_synthetic": summary["faces_synthetic"],
+        "faces_real": summary["faces_real"],
+        "rejected_inputs": summary["rejected_inputs"],
+        "rejected_by_reason": counts_table(summary["rejected_by_reason"]),
+        "faces_by_split": dg.MetadataValue.json(summary["faces_by_split"]),
         "preview": image_md(corpus / "preview.png", "accepted crops with keypoints"),
         "path": dg.MetadataValue.path(str(corpus)),
         **lineage_metadata(result.outs),

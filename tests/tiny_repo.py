@@ -1,0 +1,64 @@
+"""A throw-away copy of the project repository with tiny settings, for end-to-end pipeline tests.
+
+It holds the real dvc.yaml, params.yaml (patched to tiny sizes) and a copy of the library sources
+(DVC hashes them as stage dependencies); the stage commands run the installed `paco-fr`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from paco_fr.pipeline import _patched_text
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = [
+    "curation.builtin.n_synthetic=36",
+    "curation.builtin.n_identities=12",
+    "curation.shard_size=16",
+    "train.epochs=2",
+    "train.max_steps=6",
+    "train.batch_size=8",
+    "train.warmup_steps=2",
+    "train.num_workers=0",
+    "train.log_every=2",
+    "train.image_every=4",
+    "train.checkpoint_every=3",
+    "train.incubation_epochs=0",
+    "model.codebook_size=32",
+    "model.decoder_dim=32",
+    "model.decoder_depth=1",
+    "eval.n_train=40",
+    "eval.n_val=16",
+    "eval.n_test=24",
+    "eval.bootstrap=50",
+    "eval.benchmarks=[synthetic_expression, synthetic_parsing]",
+]
+
+
+def make_tiny_repo(dest: Path, extra: list[str] | None = None) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for package in ("paco_fr", "dagster_project"):
+        shutil.copytree(ROOT / package, dest / package, ignore=ignore)
+    shutil.copy(ROOT / "dvc.yaml", dest / "dvc.yaml")
+    shutil.copy(ROOT / ".dvcignore", dest / ".dvcignore")
+    params = _patched_text((ROOT / "params.yaml").read_text(), [*TINY, *(extra or [])])
+    (dest / "params.yaml").write_text(params)
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True, env=env)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=dest, check=True, env=env)
+    subprocess.run([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], cwd=dest, check=True,
+                   env=env)
+    return dest
+
+
+def write_raw(repo: Path) -> Path:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    subprocess.run([str(Path(sys.executable).parent / "paco-fr"), "raw", "--out", "data/raw"], cwd=repo,
+                   check=True, env=env)
+    return repo / "data" / "raw"
