@@ -1,0 +1,181 @@
+"""Test-set metrics with 95 % bootstrap intervals, per task, from a protocol's predictions.
+
+Each task has one primary metric (the one the comparison table shows) and secondary ones. All
+intervals resample test items (images; pairs for verification) with the eval seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from paco_fr.eval import metrics as M
+from paco_fr.eval.data import TEST, BenchmarkData
+from paco_fr.eval.protocols import ProtocolOutput, parsing_confusion
+
+FAILURE_THRESHOLD = 0.10
+FAR_TARGET = 1e-2
+
+# task -> (primary metric, higher is better)
+PRIMARY: dict[str, tuple[str, bool]] = {
+    "attributes": ("mean_accuracy", True),
+    "expression": ("accuracy", True),
+    "classification": ("accuracy", True),
+    "landmarks": ("nme", False),
+    "parsing": ("mean_f1", True),
+    "verification": ("roc_auc", True),
+}
+
+
+@dataclass
+class Scores:
+    metrics: dict[str, M.MetricValue]
+    primary: str
+    higher_is_better: bool
+    details: dict[str, Any] = field(default_factory=dict)   # confusion matrices, curves (for plots)
+
+    def metrics_dict(self) -> dict[str, dict[str, float | int | None]]:
+        return {k: v.as_dict() for k, v in self.metrics.items()}
+
+
+def _mean_metric(values: np.ndarray, n_resamples: int, seed: int) -> M.MetricValue:
+    low, high = M.bootstrap_mean_ci(values, n_resamples=n_resamples, seed=seed)
+    return M.MetricValue(float(np.mean(values)), low, high, len(values))
+
+
+def score(data: BenchmarkData, out: ProtocolOutput, *, n_resamples: int, seed: int) -> Scores:
+    task = data.task
+    te = out.test_index
+    p = out.predictions
+    metrics: dict[str, M.MetricValue] = {}
+    details: dict[str, Any] = {}
+    if task == "attributes":
+        gt = data.targets["attributes"][te]
+        correct = (gt == p["attributes"]).astype(np.float64)  # (n, A)
+        metrics["mean_accuracy"] = _mean_metric(correct.mean(axis=1), n_resamples, seed)
+        low, high = M.bootstrap_mean_ci(correct, n_resamples=n_resamples, seed=seed)
+        for a, name in enumerate(data.meta["attribute_names"]):
+            metrics[f"accuracy/{name}"] = M.MetricValue(float(correct[:, a].mean()), float(low[a]), float(high[a]), len(te))
+        details["positive_rate"] = {name: float(gt[:, a].mean()) for a, name in enumerate(data.meta["attribute_names"])}
+    elif task in ("expression", "classification"):
+        gt = data.targets["label"][te]
+        names = data.meta["class_names"]
+        metrics["accuracy"] = _mean_metric((gt == p["label"]).astype(np.float64), n_resamples, seed)
+        cm = M.confusion_matrix(gt, p["label"], len(names))
+        details["confusion_matrix"] = cm.tolist()
+        details["class_names"] = list(names)
+        recall = np.diag(cm) / np.maximum(cm.sum(axis=1), 1)
+        pred = p["label"]
+
+        def mean_recall(idx: np.ndarray) -> float:
+            c = M.confusion_matrix(gt[idx], pred[idx], len(names))
+            present = c.sum(axis=1) > 0
+            return float(np.mean(np.diag(c)[present] / c.sum(axis=1)[present]))
+
+        metrics["mean_class_recall"] = M.with_ci(mean_recall, len(te), n_resamples=n_resamples, seed=seed)
+        details["per_class_recall"] = {n: float(r) for n, r in zip(names, recall)}
+    elif task == "landmarks":
+        gt = data.targets["landmarks"][te]
+        norm = tuple(data.meta["norm_indices"])
+        nme = M.nme_per_image(p["landmarks"], gt, norm)
+        metrics["nme"] = _mean_metric(nme, n_resamples, seed)
+        metrics["failure_rate@0.10"] = _mean_metric((nme > FAILURE_THRESHOLD).astype(np.float64), n_resamples, seed)
+        metrics["auc@0.10"] = _mean_metric(np.clip(1 - nme / FAILURE_THRESHOLD, 0, 1), n_resamples, seed)
+        if "subset_flags" in data.targets:
+            flags = data.targets["subset_flags"][te]
+            for j, name in enumerate(data.meta.get("subset_names", [])):
+                if flags[:, j].any():
+                    metrics[f"nme/{name}"] = _mean_metric(nme[flags[:, j]], n_resamples, seed)
+        thresholds, fraction = M.ced_curve(nme, FAILURE_THRESHOLD)
+        details["ced"] = {"thresholds": thresholds.tolist(), "fraction": fraction.tolist()}
+        details["nme_per_image"] = nme.tolist()
+    elif task == "parsing":
+        gt = data.targets["label_map"][te]
+        names = data.meta["class_names"]
+        ignore = tuple(data.meta.get("ignore_in_mean", [0]))
+        cms = parsing_confusion(p["label_map"], gt, len(names))  # (n, C, C)
+        metrics["mean_f1"] = M.with_ci(lambda idx: M.mean_f1(cms[idx].sum(0), exclude=ignore), len(te),
+                                       n_resamples=n_resamples, seed=seed)
+        f1_all = M.f1_from_confusion(cms.sum(0))
+        boot = _bootstrap_rows(lambda idx: M.f1_from_confusion(cms[idx].sum(0)), len(te), n_resamples, seed)
+        for c, name in enumerate(names):
+            lo, hi = _nan_percentiles(boot[:, c])
+            metrics[f"f1/{name}"] = M.MetricValue(float(f1_all[c]), lo, hi, len(te))
+        details["confusion_matrix"] = cms.sum(0).tolist()
+        details["class_names"] = list(names)
+        details["excluded_from_mean"] = [names[i] for i in ignore]
+    elif task == "verification":
+        scores, same = p["pair_scores"], p["pair_same"]
+        metrics["roc_auc"] = M.with_ci(lambda idx: M.roc_auc(scores[idx], same[idx]), len(scores),
+                                       n_resamples=n_resamples, seed=seed)
+
+        def tar(idx: np.ndarray) -> float:
+            s, y = scores[idx], same[idx]
+            return M.tar_at_far(s, y, FAR_TARGET) if y.any() and (~y).any() else float("nan")
+
+        metrics["tar@far=1e-2"] = M.with_ci(tar, len(scores), n_resamples=n_resamples, seed=seed)
+        far, tar_curve, _ = M.roc_curve(scores, same)
+        keep = np.unique(np.linspace(0, len(far) - 1, min(len(far), 400)).round().astype(int))
+        details["roc"] = {"far": far[keep].tolist(), "tar": tar_curve[keep].tolist()}
+        details["n_positive_pairs"] = int(same.sum())
+        details["n_negative_pairs"] = int((~same).sum())
+    else:
+        raise ValueError(f"no scoring for task {task!r}")
+    details["reference"] = no_feature_reference(data)
+    primary, higher = PRIMARY[task]
+    return Scores(metrics=metrics, primary=primary, higher_is_better=higher, details=details)
+
+
+def no_feature_reference(data: BenchmarkData) -> dict[str, Any]:
+    """The primary metric of a predictor that never looks at the test image, fitted on train+val:
+    the majority class (per attribute), the mean shape, the per-pixel majority label map of the
+    aligned faces, or chance for verification. Features must beat this to mean anything."""
+    from paco_fr.eval.data import TRAIN, VAL
+
+    fit = np.flatnonzero((data.split == TRAIN) | (data.split == VAL))
+    te = data.indices(TEST)
+    task = data.task
+    if task == "attributes":
+        y = data.targets["attributes"]
+        majority = y[fit].mean(axis=0) >= 0.5
+        value = M.mean_attribute_accuracy(y[te], np.broadcast_to(majority, y[te].shape))
+        return {"name": "majority per attribute", "value": value}
+    if task in ("expression", "classification"):
+        y = data.targets["label"]
+        majority = np.bincount(y[fit]).argmax()
+        return {"name": "majority class", "value": M.accuracy(y[te], np.full(len(te), majority))}
+    if task == "landmarks":
+        lm = data.targets["landmarks"]
+        mean_shape = lm[fit].mean(axis=0)
+        nme = M.nme_per_image(np.broadcast_to(mean_shape, lm[te].shape), lm[te], tuple(data.meta["norm_indices"]))
+        return {"name": "mean shape", "value": float(nme.mean())}
+    if task == "parsing":
+        maps = data.targets["label_map"]
+        n_classes = len(data.meta["class_names"])
+        counts = np.zeros((n_classes, *maps.shape[1:]), dtype=np.int32)
+        for c in range(n_classes):
+            counts[c] = (maps[fit] == c).sum(axis=0)
+        prior_map = counts.argmax(axis=0).astype(np.uint8)
+        cm = parsing_confusion(np.broadcast_to(prior_map, maps[te].shape), maps[te], n_classes).sum(0)
+        ignore = tuple(data.meta.get("ignore_in_mean", [0]))
+        return {"name": "per-pixel majority map", "value": M.mean_f1(cm, exclude=ignore)}
+    return {"name": "chance", "value": 0.5}
+
+
+def _bootstrap_rows(stat, n: int, n_resamples: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    rows = [stat(rng.integers(0, n, size=n)) for _ in range(n_resamples)]
+    return np.asarray(rows, dtype=np.float64)
+
+
+def _nan_percentiles(values: np.ndarray) -> tuple[float, float]:
+    values = values[np.isfinite(values)]
+    if not values.size:
+        return float("nan"), float("nan")
+    lo, hi = np.percentile(values, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+__all__ = ["Scores", "score", "no_feature_reference", "PRIMARY"]
