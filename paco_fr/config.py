@@ -50,7 +50,7 @@ class PipelineConfig:
     full_presets: list[str] = dataclasses.field(default_factory=lambda: [
         "paco_fr", "mae", "no_structured_mask", "single_candidate", "no_replacement", "no_spatial",
         "no_incubation"])
-    baselines: list[str] = dataclasses.field(default_factory=lambda: ["random"])
+    baselines: list[str] = dataclasses.field(default_factory=lambda: ["random", "pixels"])
 
 
 @dataclasses.dataclass

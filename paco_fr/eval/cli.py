@@ -100,7 +100,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from paco_fr.cli import config_from_args
     from paco_fr.config import to_dict
-    from paco_fr.eval.compare import compare
+    from paco_fr.eval.compare import compare, find_reports
     from paco_fr.lineage import record_provenance
 
     cfg = config_from_args(args)
@@ -109,7 +109,11 @@ def _compare(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"paco-fr compare: {exc}", file=sys.stderr)
         return 1
-    record_provenance(result.out_dir, "compare", inputs={f"report_{i}": p for i, p in enumerate(args.reports)},
+    # One input per report folder (not the folders given), so that lineage links the table to
+    # each report's own provenance record.
+    reports = find_reports(args.reports)
+    record_provenance(result.out_dir, "compare",
+                      inputs={f"{d.parent.name}/{d.name}": d for d in reports},
                       params=to_dict(cfg.eval), overrides=cfg.applied)
     print(result.table_md.read_text(encoding="utf-8"))
     print(f"compare: {result.n_reports} reports, {len(result.encoders)} encoders x {len(result.benchmarks)} "
