@@ -1,0 +1,100 @@
+"""The `pretrain` stage: PaCo-FR pre-training of a face encoder on a curated corpus and its regions.
+
+Output layout (docs/architecture.md): checkpoints/last.pt, encoder.safetensors, model_card.json,
+metrics.jsonl, loss_curve.png, reconstructions.png, images/, wandb/. Under torchrun every process
+trains and rank 0 alone writes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from paco_fr.model.export import CARD_FILE, ENCODER_FILE, save_encoder
+from paco_fr.train.loop import TrainOutcome, train
+from paco_fr.train.tracking import METRICS_FILE, plot_loss_curve, read_metrics
+
+# Summary windows for the model card: how the run started and how it ended.
+SUMMARY_WINDOW = 20
+
+
+@dataclass
+class PretrainResult:
+    out_dir: Path
+    encoder_path: Path
+    model_card_path: Path
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def pretrain(cfg: Any, corpus_dir: str | os.PathLike[str], regions_dir: str | os.PathLike[str],
+             out_dir: str | os.PathLike[str], *, resume: bool = False, progress: bool = True,
+             device: str | None = None) -> PretrainResult:
+    """Pre-train per `cfg` (a paco_fr.config.ProjectConfig) and write the encoder and its record."""
+    corpus_dir, regions_dir, out_dir = Path(corpus_dir), Path(regions_dir), Path(out_dir)
+    for what, path in (("corpus", corpus_dir), ("regions", regions_dir)):
+        if not path.is_dir():
+            raise FileNotFoundError(f"{what} directory {path} does not exist")
+    outcome = train(cfg, corpus_dir, regions_dir, out_dir, resume=resume, progress=progress, device=device)
+    encoder_path, card_path = out_dir / ENCODER_FILE, out_dir / CARD_FILE
+    metrics = summarise(outcome, cfg)
+    if outcome.is_main:
+        card = model_card(cfg, outcome, corpus_dir, regions_dir, metrics)
+        model = outcome.model
+        save_encoder(model.encoder.vit, encoder_path, name=cfg.model.encoder, img_size=cfg.model.img_size,
+                     patch_size=cfg.model.patch_size, card=card)
+        plot_loss_curve(read_metrics(out_dir / METRICS_FILE), out_dir / "loss_curve.png")
+    return PretrainResult(out_dir=out_dir, encoder_path=encoder_path, model_card_path=card_path, metrics=metrics)
+
+
+def summarise(outcome: TrainOutcome, cfg: Any) -> dict[str, Any]:
+    """Final metrics: the last logged values, start/end averages of the reconstruction loss and
+    codebook health against the run's targets, and the val split's losses."""
+    h = outcome.history
+    out: dict[str, Any] = {"steps": outcome.step, "steps_per_epoch": outcome.steps_per_epoch,
+                           "incubation_steps": outcome.incubation_steps, "world_size": outcome.world_size,
+                           "images_per_s": outcome.images_per_s}
+    out["final"] = {k: v for k, v in outcome.last_metrics.items() if k not in ("step", "split")}
+    rec = h.get("rec", [])
+    if rec:
+        first = float(np.mean(rec[:SUMMARY_WINDOW]))
+        last = float(np.mean(rec[-SUMMARY_WINDOW:]))
+        out.update(rec_first20=first, rec_last20=last, rec_drop=1.0 - last / first if first else None)
+    if h.get("perplexity"):
+        k = cfg.model.codebook_size
+        perplexity = float(np.mean(h["perplexity"][-SUMMARY_WINDOW:]))
+        out.update(codebook_size=k, perplexity_last20=perplexity, perplexity_over_k=perplexity / k)
+    if h.get("tok_acc"):
+        acc = float(np.mean(h["tok_acc"][-SUMMARY_WINDOW:]))
+        chance = float(np.mean(h["tok_chance"][-SUMMARY_WINDOW:]))
+        out.update(tok_acc_last20=acc, tok_chance_last20=chance, tok_acc_over_chance=acc / chance if chance else None)
+    if outcome.val_metrics:
+        out["val"] = outcome.val_metrics
+    return out
+
+
+def model_card(cfg: Any, outcome: TrainOutcome, corpus_dir: Path, regions_dir: Path,
+               metrics: dict[str, Any]) -> dict[str, Any]:
+    from paco_fr.config import to_dict
+    from paco_fr.lineage import content_hash
+
+    manifest = corpus_dir / "manifest.parquet"
+    presets = [a.split("=", 1)[1] for a in cfg.applied if a.startswith("preset=")]
+    model = outcome.model
+    return {
+        "encoder": {"name": cfg.model.encoder, "img_size": cfg.model.img_size, "patch_size": cfg.model.patch_size,
+                    "embed_dim": model.encoder.embed_dim},
+        "method": "paco_fr" if cfg.model.codebook != "off" else "mae",
+        "preset": presets[-1] if presets else None,
+        "overrides": [a for a in cfg.applied if not a.startswith("preset=")],
+        "config": {k: to_dict(getattr(cfg, k)) for k in ("seed", "masking", "model", "train")},
+        "data": {"corpus": str(corpus_dir.resolve()), "corpus_version": content_hash(manifest),
+                 "regions": str(regions_dir.resolve()), "split": "train"},
+        "metrics": metrics,
+        "wall_time_s": outcome.wall_time_s,
+        "resumed_from_step": outcome.resumed_from,
+    }
+
