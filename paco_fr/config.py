@@ -217,6 +217,9 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         raise ConfigError(f"{where}: {value!r} fits none of {tp}")
     if origin is Literal:
         allowed = typing.get_args(tp)
+        if isinstance(value, bool) and ("off" in allowed or "on" in allowed):
+            # YAML 1.1 reads a bare `off`/`on` as a boolean; the user meant the word.
+            value = "on" if value else "off"
         if value not in allowed:
             raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, allowed))}")
         return value

@@ -151,7 +151,13 @@ def _index_sources(out_dir: Path, artifact_hash: str) -> None:
     import pandas as pd
 
     columns = ["face_id", "source_path", "source_sha256"]
-    table = pd.read_parquet(manifest, columns=columns)
+    try:
+        table = pd.read_parquet(manifest, columns=columns)
+    except Exception as exc:  # not a corpus manifest: nothing to index, but say so
+        import warnings
+
+        warnings.warn(f"lineage: {manifest} not indexed ({type(exc).__name__}: {exc})", stacklevel=2)
+        return
     target = sources_index_dir() / f"{artifact_hash.replace('.dir', '')}.parquet"
     with atomic_path(target) as tmp:
         table.to_parquet(tmp, index=False)

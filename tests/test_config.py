@@ -80,3 +80,8 @@ def test_apply_overrides_leaves_the_original_untouched():
     cfg = load_config(PARAMS)
     new = apply_overrides(cfg, ["seed=7"])
     assert cfg.seed == 0 and new.seed == 7
+
+
+def test_bare_off_means_the_word_for_literal_fields():
+    cfg = load_config(PARAMS, overrides=["model.codebook=off", "model.replace_ratio=0"])
+    assert cfg.model.codebook == "off"

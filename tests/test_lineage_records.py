@@ -25,8 +25,13 @@ def test_record_provenance_links_inputs_and_appends_to_the_log(tmp_path, _isolat
     up = record_provenance(raw, "raw", inputs={}, params={})
     out = tmp_path / "corpus"
     out.mkdir()
-    (out / "manifest.parquet").write_bytes(b"rows")
+    import pandas as pd
+
+    pd.DataFrame({"face_id": ["f1"], "source_path": ["raw/x.png"], "source_sha256": ["ab"]}).to_parquet(
+        out / "manifest.parquet")
     rec = record_provenance(out, "curate", inputs={"raw": raw}, params={"crop_size": 112}, overrides=["a=1"])
+    index = _isolated_lineage_log.parent / "sources" / f"{rec['artifact_hash'].removesuffix('.dir')}.parquet"
+    assert pd.read_parquet(index)["source_path"].tolist() == ["raw/x.png"]
     assert rec["inputs"]["raw"]["hash"] == content_hash(raw)
     assert rec["inputs"]["raw"]["provenance_run_id"] == up["run_id"]
     assert read_provenance(out)["run_id"] == rec["run_id"]

@@ -33,9 +33,13 @@ def dvc_repo(tmp_path):
     return repo
 
 
+def _epochs(repo):
+    return str(yaml.safe_load((repo / "params.yaml").read_text())["train"]["epochs"])
+
+
 def test_repro_runs_once_then_skips_and_reports_output_hashes(dvc_repo):
     first = dvc_repro([], root=dvc_repo, stream=False)
-    assert (dvc_repo / "out" / "epochs.txt").read_text() == "30"
+    assert (dvc_repo / "out" / "epochs.txt").read_text() == _epochs(dvc_repo)
     assert list(first.outs) == ["out"] and first.outs["out"].endswith(".dir")
     second = dvc_repro([], root=dvc_repo, stream=False)
     assert "didn't change, skipping" in second.log
@@ -45,6 +49,7 @@ def test_repro_runs_once_then_skips_and_reports_output_hashes(dvc_repo):
 
 def test_patched_params_reach_the_stage_and_dvc_lock_and_params_yaml_is_restored(dvc_repo):
     original = (dvc_repo / "params.yaml").read_bytes()
+    configured = _epochs(dvc_repo)
     pairs = override_pairs(None, ["train.epochs=3"], dvc_repo)
     with patched_params(dvc_repo, pairs) as env:
         assert b"epochs: 3" in (dvc_repo / "params.yaml").read_bytes()
@@ -54,9 +59,9 @@ def test_patched_params_reach_the_stage_and_dvc_lock_and_params_yaml_is_restored
     assert (dvc_repo / "out" / "epochs.txt").read_text() == "3"
     lock = yaml.safe_load((dvc_repo / "dvc.lock").read_text())
     assert lock["stages"]["echo_epochs"]["params"]["params.yaml"]["train.epochs"] == 3
-    # dvc.lock now truthfully disagrees with params.yaml: a plain repro rebuilds with 30.
+    # dvc.lock now truthfully disagrees with params.yaml: a plain repro rebuilds with its value.
     dvc_repro([], root=dvc_repo, stream=False)
-    assert (dvc_repo / "out" / "epochs.txt").read_text() == "30"
+    assert (dvc_repo / "out" / "epochs.txt").read_text() == configured
 
 
 def test_params_are_restored_when_the_stage_fails(dvc_repo):
