@@ -11,7 +11,7 @@ import timm
 import torch
 
 from paco_fr.model import EncoderLoadError, ModelConfig, PaCoFR, load_encoder, save_encoder
-from paco_fr.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from paco_fr.train.checkpoint import CheckpointError, load_checkpoint, remove_partial_checkpoints, save_checkpoint
 
 torch.set_num_threads(1)
 
@@ -94,3 +94,15 @@ def test_checkpoint_roundtrip_and_foreign_files(tmp_path):
     (tmp_path / "trunc.pt").write_bytes(path.read_bytes()[:100])
     with pytest.raises(CheckpointError):
         load_checkpoint(tmp_path / "trunc.pt")
+
+
+def test_partial_checkpoint_left_by_a_kill_is_swept_and_never_read(tmp_path):
+    ck = tmp_path / "ck"
+    path = save_checkpoint(ck / "last.pt", {"step": 6})
+    # What a SIGKILL during the next torch.save leaves: a truncated temporary beside the whole file.
+    partial = ck / ".last.pt.k1ll3d.tmp"
+    partial.write_bytes(path.read_bytes()[:40])
+    assert load_checkpoint(ck / "last.pt")["step"] == 6
+    assert remove_partial_checkpoints(ck) == 1
+    assert not partial.exists() and (ck / "last.pt").exists()
+    assert remove_partial_checkpoints(tmp_path / "missing") == 0

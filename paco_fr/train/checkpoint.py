@@ -57,6 +57,20 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path
     return path
 
 
+def remove_partial_checkpoints(ckpt_dir: str | os.PathLike[str]) -> int:
+    """Delete the temporary files a run killed mid-save leaves beside its checkpoints; returns how many.
+
+    They are never read (only the renamed ``last.pt`` is), so this is tidiness, not safety.
+    """
+    ckpt_dir = Path(ckpt_dir)
+    if not ckpt_dir.is_dir():
+        return 0
+    partials = list(ckpt_dir.glob(f".{LAST}.*.tmp"))
+    for path in partials:
+        path.unlink(missing_ok=True)
+    return len(partials)
+
+
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint`; refuse anything that is not one."""
     path = Path(path)

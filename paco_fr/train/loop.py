@@ -23,7 +23,8 @@ from paco_fr.config import ConfigError
 from paco_fr.model.config import ModelConfig
 from paco_fr.model.paco import PaCoFR
 from paco_fr.train.augment import AugmentParams
-from paco_fr.train.checkpoint import LAST, CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from paco_fr.train.checkpoint import (LAST, CheckpointError, capture_rng, load_checkpoint, remove_partial_checkpoints,
+                                     restore_rng, save_checkpoint)
 from paco_fr.train.config import TrainConfig
 from paco_fr.train.data import FaceRegionStream, StreamSpec, make_loader, read_split
 from paco_fr.train.distributed import DistContext, all_reduce_mean, barrier, setup_distributed, teardown
@@ -128,6 +129,8 @@ def _train(cfg: Any, corpus_dir: Path, regions_dir: Path, out_dir: Path, resume:
     wandb_id: str | None = None
     resumed_from: int | None = None
     elapsed_before = 0.0
+    if resume and ctx.is_main:
+        remove_partial_checkpoints(ckpt_path.parent)
     if resume and ckpt_path.exists():
         state = load_checkpoint(ckpt_path, map_location=ctx.device)
         if state["model_config"] != _plain(mcfg):
