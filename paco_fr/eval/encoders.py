@@ -14,8 +14,11 @@ Features (all computed in one pass, batched, under ``torch.inference_mode``):
 - ``cls``: the first prefix token after the final norm, (N, D)
 - ``mean``: the mean of the patch tokens, (N, D)
 - ``patch``: the patch tokens, (N, h*w, D) in row-major grid order
-For ``pixels``: ``cls`` and ``mean`` are the image area-downsampled to PIXEL_GRID x PIXEL_GRID x 3
-(flattened, in [0, 1]), ``patch`` is each p x p patch's raw pixels (p*p*3 values).
+- ``grid``: the patch tokens average-pooled onto a POOL_GRID x POOL_GRID grid and flattened,
+  (N, POOL_GRID**2 * D): a global feature that keeps *where* a feature is (mouth vs eyes), which
+  CLS and the mean discard; masked-image-modelling encoders put most of what they learn there
+For ``pixels``: ``cls``, ``mean`` and ``grid`` are the image area-downsampled to PIXEL_GRID x
+PIXEL_GRID x 3 (flattened, in [0, 1]), ``patch`` is each p x p patch's raw pixels (p*p*3 values).
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from tqdm import tqdm
 from paco_fr.model.patches import to_model_input
 
 PIXEL_GRID = 16
-FEATURE_KINDS = ("cls", "mean", "patch")
+POOL_GRID = 4
+FEATURE_KINDS = ("cls", "mean", "patch", "grid")
 
 
 @dataclass
@@ -153,6 +157,11 @@ def extract_features(handle: EncoderHandle, images: np.ndarray, kinds: Iterable[
             chunks["mean"].append(patches.mean(1).cpu().numpy())
         if "patch" in kinds:
             chunks["patch"].append(patches.cpu().numpy())
+        if "grid" in kinds:
+            side = int(round(patches.shape[1] ** 0.5))
+            grid = patches.transpose(1, 2).reshape(len(patches), -1, side, side)  # [B, D, h, w]
+            pooled = torch.nn.functional.adaptive_avg_pool2d(grid, POOL_GRID)  # [B, D, g, g]
+            chunks["grid"].append(pooled.permute(0, 2, 3, 1).flatten(1).cpu().numpy())
     model.to(original)
     return {k: np.concatenate(v) for k, v in chunks.items()}
 
@@ -169,7 +178,7 @@ def _pixel_features(images: np.ndarray, patch: int, kinds: tuple[str, ...]) -> d
     n, s = images.shape[0], images.shape[1]
     x = images.astype(np.float32) / 255.0
     out: dict[str, np.ndarray] = {}
-    if "cls" in kinds or "mean" in kinds:
+    if "cls" in kinds or "mean" in kinds or "grid" in kinds:
         f = s // PIXEL_GRID
         if f * PIXEL_GRID != s:
             # area-average over the largest multiple, then the grid
@@ -177,7 +186,7 @@ def _pixel_features(images: np.ndarray, patch: int, kinds: tuple[str, ...]) -> d
         else:
             x_crop = x
         pooled = x_crop.reshape(n, PIXEL_GRID, f, PIXEL_GRID, f, 3).mean(axis=(2, 4)).reshape(n, -1)
-        for k in ("cls", "mean"):
+        for k in ("cls", "mean", "grid"):
             if k in kinds:
                 out[k] = pooled
     if "patch" in kinds:

@@ -79,15 +79,18 @@ def feature_kinds(task: str, protocol: str) -> tuple[str, ...]:
     if task == "parsing":
         return ("patch",)
     if task == "landmarks":
-        return ("patch",) if protocol in ("linear", "finetune") else ("cls", "mean")
-    return ("cls", "mean")
+        return ("patch",) if protocol in ("linear", "finetune") else ("cls", "mean", "grid")
+    return ("cls", "mean", "grid")
 
 
 def _global_candidates(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     if features["cls"] is features["mean"] or np.array_equal(features["cls"], features["mean"]):
         return {"mean": features["mean"]}  # one global feature (the pixels baseline)
-    return {"cls": features["cls"], "mean": features["mean"],
-            "cls+mean": np.concatenate([features["cls"], features["mean"]], axis=1)}
+    candidates = {"cls": features["cls"], "mean": features["mean"],
+                  "cls+mean": np.concatenate([features["cls"], features["mean"]], axis=1)}
+    if "grid" in features:  # spatially pooled patch tokens; chosen on val like the others
+        candidates["grid"] = features["grid"]
+    return candidates
 
 
 def _pick(scores: dict[tuple, float]) -> tuple:
