@@ -171,7 +171,12 @@ def _last_step(out: Path) -> int:
     path = out / "metrics.jsonl"
     if not path.exists():
         return 0
-    steps = [json.loads(line)["step"] for line in path.read_text().splitlines() if line.strip()]
+    steps = []
+    for line in path.read_text().splitlines():
+        try:  # the writer may be mid-line while we read
+            steps.append(json.loads(line)["step"])
+        except (json.JSONDecodeError, KeyError):
+            continue
     return max(steps, default=0)
 
 
