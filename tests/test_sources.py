@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -81,14 +86,35 @@ def test_odd_paths_are_rejected_with_reasons(tmp_path):
     }
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file regardless of permissions")
 def test_unreadable_directory_is_rejected(tmp_path):
-    touch(tmp_path / "locked" / "a.png")
-    os.chmod(tmp_path / "locked", 0)
+    # Root reads every directory whatever its mode, so as root the discovery runs in a child process
+    # that has dropped to `nobody`, on a folder that user can reach.
+    if os.geteuid() == 0:
+        root = Path(tempfile.mkdtemp(prefix="paco-unreadable-"))
+        os.chmod(root, 0o755)
+    else:
+        root = tmp_path
+    touch(root / "locked" / "a.png")
+    touch(root / "open.png")
+    os.chmod(root / "open.png", 0o644)
+    os.chmod(root / "locked", 0)
     try:
-        assert verdicts(tmp_path) == {"locked": "unreadable"}
+        if os.geteuid() == 0:
+            # Modules load as root (the interpreter may live in /root); then the child drops privileges.
+            code = ("import json, os, sys; from pathlib import Path; sys.path.insert(0, sys.argv[2]); "
+                    "from test_sources import verdicts; os.setgroups([]); os.setgid(65534); os.setuid(65534); "
+                    "print(json.dumps(verdicts(Path(sys.argv[1]))))")
+            out = subprocess.run([sys.executable, "-c", code, str(root), str(Path(__file__).parent)],
+                                 check=True, capture_output=True, text=True,
+                                 env=dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1])))
+            found = json.loads(out.stdout)
+        else:
+            found = verdicts(root)
+        assert found == {"locked": "unreadable", "open.png": "image"}
     finally:
-        os.chmod(tmp_path / "locked", 0o755)
+        os.chmod(root / "locked", 0o755)
+        if root != tmp_path:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def test_missing_or_non_folder_sources_raise(tmp_path):
