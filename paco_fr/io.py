@@ -42,6 +42,18 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
+def remove_stale_temporaries(path: str | os.PathLike[str]) -> int:
+    """Delete the temporaries that :func:`atomic_path` calls killed before their rename left beside
+    `path`; returns how many. They are never read (only the renamed file is), so this is tidiness."""
+    final = Path(path)
+    if not final.parent.is_dir():
+        return 0
+    stale = list(final.parent.glob(f".{final.name}.*.tmp"))
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return len(stale)
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary directory beside `path`; it replaces `path` only if the block succeeds."""

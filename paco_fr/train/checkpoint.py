@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from paco_fr.io import atomic_path
+from paco_fr.io import atomic_path, remove_stale_temporaries
 
 FORMAT = "paco-fr-checkpoint/1"
 LAST = "last.pt"
@@ -58,17 +58,8 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path
 
 
 def remove_partial_checkpoints(ckpt_dir: str | os.PathLike[str]) -> int:
-    """Delete the temporary files a run killed mid-save leaves beside its checkpoints; returns how many.
-
-    They are never read (only the renamed ``last.pt`` is), so this is tidiness, not safety.
-    """
-    ckpt_dir = Path(ckpt_dir)
-    if not ckpt_dir.is_dir():
-        return 0
-    partials = list(ckpt_dir.glob(f".{LAST}.*.tmp"))
-    for path in partials:
-        path.unlink(missing_ok=True)
-    return len(partials)
+    """Delete what a run killed mid-save left beside ``last.pt``; returns how many files."""
+    return remove_stale_temporaries(Path(ckpt_dir) / LAST)
 
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:

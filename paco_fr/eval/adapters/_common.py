@@ -12,25 +12,24 @@ from paco_fr.eval.data import BenchmarkDataError, TRAIN, VAL
 from paco_fr.masks.regions_def import REGION_INDEX
 
 
-def find_file(root: Path, name: str, subdirs: Sequence[str] = ("",), what: str = "") -> Path:
+def _find(root: Path, name: str, subdirs: Sequence[str], what: str, directory: bool) -> Path:
     """`name` in root or one of `subdirs` of root; the error lists every place looked."""
     tried = []
     for sub in subdirs:
         candidate = root / sub / name if sub else root / name
         tried.append(str(candidate))
-        if candidate.is_file():
+        if candidate.is_dir() if directory else candidate.is_file():
             return candidate
-    raise BenchmarkDataError(f"{name}: not found ({what}); looked in: {', '.join(tried)}")
+    label = f"{name}/: directory not found" if directory else f"{name}: not found"
+    raise BenchmarkDataError(f"{label} ({what}); looked in: {', '.join(tried)}")
+
+
+def find_file(root: Path, name: str, subdirs: Sequence[str] = ("",), what: str = "") -> Path:
+    return _find(root, name, subdirs, what, directory=False)
 
 
 def find_dir(root: Path, name: str, subdirs: Sequence[str] = ("",), what: str = "") -> Path:
-    tried = []
-    for sub in subdirs:
-        candidate = root / sub / name if sub else root / name
-        tried.append(str(candidate))
-        if candidate.is_dir():
-            return candidate
-    raise BenchmarkDataError(f"{name}/: directory not found ({what}); looked in: {', '.join(tried)}")
+    return _find(root, name, subdirs, what, directory=True)
 
 
 def text_lines(path: Path) -> list[tuple[int, list[str]]]:
