@@ -21,6 +21,7 @@ from paco_fr.data.landmarks import MediaPipeLandmarks
 from paco_fr.data.reasons import REASON_CODES
 from paco_fr.data.shards import iter_samples, read_sample
 from paco_fr.masks.regions_def import REGION_INDEX
+from paco_fr.lineage import content_hash
 
 # The columns docs/architecture.md promises.
 CONTRACT_COLUMNS = [
@@ -176,6 +177,8 @@ def test_rerun_gives_identical_bytes_and_ids(corpus):
         assert (first / shard).read_bytes() == (second / shard).read_bytes(), shard
     pd.testing.assert_frame_equal(corpus["manifest"], pd.read_parquet(second / "manifest.parquet"))
     pd.testing.assert_frame_equal(corpus["rejected"], pd.read_parquet(second / "rejected.parquet"))
+    # Every file, not only the shards: another output folder and another run give the same version.
+    assert content_hash(first) == content_hash(second)
 
 
 def test_group_photo_gives_one_row_per_face_or_only_the_largest(tmp_path):

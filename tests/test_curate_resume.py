@@ -18,6 +18,7 @@ from paco_fr.config import apply_overrides
 from paco_fr.data.builtin import write_builtin_raw
 from paco_fr.data.config import BuiltinSourceConfig, CurationConfig
 from paco_fr.data.curate import WORK_DIR, curate
+from paco_fr.lineage import content_hash
 
 SHARD_SIZE = 4
 N_FACES = 48
@@ -58,6 +59,7 @@ def _assert_same_corpus(expected: Path, actual: Path) -> None:
     for table in ("manifest.parquet", "rejected.parquet"):
         pd.testing.assert_frame_equal(pd.read_parquet(expected / table), pd.read_parquet(actual / table))
     assert not list(actual.rglob("*.partial")) and not (actual / WORK_DIR).exists()
+    assert content_hash(expected) == content_hash(actual), "a resumed run gives the same corpus version"
 
 
 def _start_and_kill(raw: Path, out: Path, after_journals: int) -> None:

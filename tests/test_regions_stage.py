@@ -22,6 +22,7 @@ from paco_fr.masks.mediapipe_models import FaceMeshOnCrop
 from paco_fr.masks.stage import RegionsInputError, build_regions
 from paco_fr.masks.storage import iter_region_shard, load_region_maps
 from paco_fr.masks.validation import RegionsValidationError, coverage_column, validate_regions
+from paco_fr.lineage import content_hash
 
 CROP = 112
 
@@ -149,6 +150,7 @@ def test_region_shards_are_reproducible_byte_for_byte(corpus, tmp_path):
     assert {(m.mtime, m.uid, m.gid, m.uname, m.mode) for m in members} == {(0, 0, 0, "", 0o644)}
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "a" / "regions.parquet"),
                                   pd.read_parquet(tmp_path / "b" / "regions.parquet"))
+    assert content_hash(tmp_path / "a") == content_hash(tmp_path / "b"), "the same corpus gives the same version"
 
 
 def test_forcing_mediapipe_maps_every_face_from_landmarks(corpus, tmp_path):

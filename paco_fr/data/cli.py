@@ -74,7 +74,7 @@ def _raw(args: argparse.Namespace) -> int:
 def _curate(args: argparse.Namespace) -> int:
     from paco_fr.cli import config_from_args
     from paco_fr.config import to_dict
-    from paco_fr.data.curate import curate, summary_lines
+    from paco_fr.data.curate import RUN_KEYS, curate, summary_lines
     from paco_fr.data.validation import CorpusValidationError
     from paco_fr.lineage import record_provenance
 
@@ -96,7 +96,8 @@ def _curate(args: argparse.Namespace) -> int:
         return 1
     record_provenance(result.out_dir, "curate", inputs={"raw": source_dir}, params=to_dict(cfg.curation),
                       overrides=cfg.applied,
-                      extra={"faces": result.summary["faces"], "inputs": result.summary["inputs"]})
+                      extra={"faces": result.summary["faces"], "inputs": result.summary["inputs"],
+                             "run": {k: result.summary[k] for k in RUN_KEYS}})
     for line in summary_lines(result.summary):
         print(f"curate: {line}", file=sys.stderr)
     print(f"curate: corpus in {result.out_dir}", file=sys.stderr)

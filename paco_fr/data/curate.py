@@ -58,6 +58,10 @@ SUMMARY_FILE = "summary.json"
 PREVIEW_FILE = "preview.png"
 VALIDATION_FILE = "validation.json"
 FINAL_FILES = (MANIFEST_FILE, REJECTED_FILE, SUMMARY_FILE, PREVIEW_FILE, VALIDATION_FILE)
+# Facts about the run rather than the corpus (where it ran, how long, what it resumed): kept in
+# CurationResult.summary and the provenance record, left out of summary.json so that the same input
+# gives the same corpus bytes, hence the same DVC and lineage version.
+RUN_KEYS = ("source", "corpus", "resumed_from_journals", "timing")
 # Inputs read and decoded ahead of the one being processed, and outcomes whose PNGs are still being
 # encoded, on worker threads (file I/O, zlib and image codecs release the GIL, so this overlaps the
 # detector). Bounds the memory held in flight to a few decoded images.
@@ -461,7 +465,7 @@ def _finalise(state: _RunState, out_dir: Path, root: Path, *, started: float, re
     wall = time.perf_counter() - started
     summary = _summary(state, manifest, rejected_by_reason, faces_rejected, report, root, out_dir,
                        wall=wall, resumed_from=resumed_from)
-    write_json_atomic(out_dir / SUMMARY_FILE, summary)
+    write_json_atomic(out_dir / SUMMARY_FILE, {k: v for k, v in summary.items() if k not in RUN_KEYS})
     if not report.success:
         raise CorpusValidationError(report, where=str(out_dir))
     return CurationResult(out_dir=out_dir, manifest_path=out_dir / MANIFEST_FILE, rejected_path=out_dir / REJECTED_FILE,

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"paco-fr regions: quality gate failed (see {args.out}/validation.json):\n{exc}", file=sys.stderr)
         return 1
     record_provenance(args.out, "regions", inputs={"corpus": args.corpus}, params=to_dict(cfg.regions),
-                      overrides=cfg.applied)
+                      overrides=cfg.applied, extra={"run": {"wall_time_s": result.wall_time_s}})
     summary = result.summary
     providers = ", ".join(f"{k} {v}" for k, v in summary["faces_by_provider"].items())
     print(f"regions: {summary['n_faces']} faces in {len(result.shards)} shards ({providers}); "
