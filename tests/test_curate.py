@@ -260,3 +260,32 @@ def test_near_duplicate_index_finds_the_earliest_within_the_threshold():
     for key in range(3000):                         # grows past its initial capacity
         exact.add(key << 32, key)
     assert len(exact) == 3000 and exact.nearest(2999 << 32) == (2999, 0) and exact.nearest(1) is None
+
+
+def test_a_detector_error_rejects_that_input_only_and_in_order(tmp_path, monkeypatch):
+    """MediaPipe runs ahead on its own thread; an exception there must surface as that input's
+    processing_error, exactly where a sequential pass would have raised it, and nowhere else."""
+    src = tmp_path / "src"
+    src.mkdir()
+    astronaut, grace = photo("astronaut"), photo("grace_hopper")
+    (src / "a_astronaut.png").write_bytes(encode(astronaut))
+    (src / "b_grace.png").write_bytes(encode(grace))
+    (src / "c_grace_copy.png").write_bytes(encode(grace))  # exact duplicate: rejected before detection
+    original = MediaPipeLandmarks.detect
+    calls = []
+
+    def flaky_detect(self, image_rgb):
+        calls.append(image_rgb.shape)
+        if image_rgb.shape == astronaut.shape:
+            raise RuntimeError("detector exploded")
+        return original(self, image_rgb)
+
+    monkeypatch.setattr(MediaPipeLandmarks, "detect", flaky_detect)
+    result = curate(CurationConfig(), src, tmp_path / "out", progress=False)
+    manifest = pd.read_parquet(result.manifest_path)
+    rejected = pd.read_parquet(result.rejected_path).set_index("source_path")
+    assert list(manifest["source_path"]) == ["b_grace.png"]
+    assert rejected.loc["a_astronaut.png", "reason"] == "processing_error"
+    assert "RuntimeError: detector exploded" in rejected.loc["a_astronaut.png", "detail"]
+    assert rejected.loc["c_grace_copy.png", "reason"] == "duplicate"
+    assert astronaut.shape in calls and grace.shape in calls

@@ -67,6 +67,10 @@ RUN_KEYS = ("source", "corpus", "resumed_from_journals", "timing")
 # detector). Bounds the memory held in flight to a few decoded images.
 LOOKAHEAD = 4
 IO_THREADS = 2
+# MediaPipe runs on one thread of its own, in input order, ahead of the main thread: its graph
+# releases the GIL while it infers, so alignment, quality, hashing and shard writing for input i
+# overlap the detector on input i + 1 (on 2 cores the detector alone keeps one core busy).
+DETECT_THREADS = 1
 
 
 @dataclass
@@ -191,17 +195,19 @@ class _RunState:
         bar = tqdm(total=len(self.items), initial=cursor, desc="curate", unit="img", disable=not progress,
                    file=sys.stderr, dynamic_ncols=True)
         pool = ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="curate-io")
+        detect_pool = ThreadPoolExecutor(max_workers=DETECT_THREADS, thread_name_prefix="curate-detect")
         self._pool = pool
-        loads: deque[Future] = deque()
+        loads: deque[tuple[Future, Future]] = deque()
         unwritten: deque[_Outcome] = deque()
         next_load = cursor
         faces_in_shard = 0
         try:
             for index in range(cursor, len(self.items)):
                 while next_load < len(self.items) and len(loads) < LOOKAHEAD:
-                    loads.append(pool.submit(load_input, self.items[next_load], self.cfg))
+                    load = pool.submit(load_input, self.items[next_load], self.cfg)
+                    loads.append((load, detect_pool.submit(self._detect_ahead, load)))
                     next_load += 1
-                outcome = self._process(index, self.items[index], loads.popleft())
+                outcome = self._process(index, self.items[index], *loads.popleft())
                 self._register(outcome)
                 unwritten.append(outcome)
                 faces_in_shard += len(outcome.accepted)
@@ -221,6 +227,7 @@ class _RunState:
             self.writer.abort()
             raise
         finally:
+            detect_pool.shutdown(wait=True, cancel_futures=True)
             pool.shutdown(wait=True, cancel_futures=True)
             bar.close()
 
@@ -271,12 +278,23 @@ class _RunState:
         self.pending_face_rejections = Counter()
 
     # -- one input ---------------------------------------------------------------------------- #
-    def _process(self, index: int, item: SourceItem, load: Future) -> _Outcome:
+    def _detect_ahead(self, load: Future) -> list[DetectedFace] | None:
+        """On the detector thread: MediaPipe's faces for an input that will need them, else None.
+        Runs before the main thread's order-dependent checks, so it also sees inputs that turn out
+        to be exact duplicates (wasted work, never a different result); an exception is kept in
+        the future and raised only where a sequential pass would have raised it."""
+        loaded: LoadedInput = load.result()
+        if (loaded.image is None or loaded.read_error or loaded.decode_error or loaded.annotation_error
+                or self._uses_ground_truth(loaded.truth, loaded.pts)):
+            return None
+        return self._mediapipe().detect(loaded.image.rgb)
+
+    def _process(self, index: int, item: SourceItem, load: Future, detection: Future) -> _Outcome:
         known: dict[str, Any] = {}
         try:
             if item.rejection is not None:
                 raise Rejection(*item.rejection)
-            return self._process_image(index, item, load.result(), known)
+            return self._process_image(index, item, load.result(), detection, known)
         except Rejection as rej:
             return _Outcome([], self._rejected_row(index, item, rej.reason, rej.detail, known), [], [])
         except Exception as exc:  # noqa: BLE001 - one bad input must not end a long run
@@ -291,7 +309,8 @@ class _RunState:
                 "source_sha256": known.get("source_sha256"), "pixel_sha256": known.get("pixel_sha256"),
                 "sidecar_paths": list(item.sidecar_rel_paths), "_item": index}
 
-    def _process_image(self, index: int, item: SourceItem, loaded: LoadedInput, known: dict[str, Any]) -> _Outcome:
+    def _process_image(self, index: int, item: SourceItem, loaded: LoadedInput, detection: Future,
+                       known: dict[str, Any]) -> _Outcome:
         cfg = self.cfg
         if loaded.read_error is not None:
             raise loaded.read_error
@@ -315,8 +334,13 @@ class _RunState:
             raise loaded.annotation_error
 
         truth, labels = loaded.truth, loaded.labels
-        provider = self._provider_for(truth, loaded.pts)
-        faces = provider.detect(image.rgb)
+        provider: LandmarkProvider
+        if self._uses_ground_truth(truth, loaded.pts):
+            provider = truth if truth is not None else loaded.pts
+            faces = provider.detect(image.rgb)
+        else:
+            faces = detection.result()
+            provider = self._mediapipe()  # created by the detector thread by now
         if truth is not None and provider is not truth:
             attach_ground_truth(faces, truth.detect(image.rgb))
         if not faces:
@@ -345,12 +369,11 @@ class _RunState:
             raise Rejection(reason, detail)
         return _Outcome(accepted, None, [why.value for _, why, _ in failures], phashes)
 
-    def _provider_for(self, truth: GroundTruthLandmarks | None, pts: Ibug68Landmarks | None) -> LandmarkProvider:
-        if self.cfg.use_ground_truth:
-            if truth is not None:
-                return truth
-            if pts is not None:
-                return pts
+    def _uses_ground_truth(self, truth: GroundTruthLandmarks | None, pts: Ibug68Landmarks | None) -> bool:
+        return self.cfg.use_ground_truth and (truth is not None or pts is not None)
+
+    def _mediapipe(self) -> MediaPipeLandmarks:
+        """The detector, created on first use (on the detector thread, the only one that runs it)."""
         if self._detector is None:
             det = self.cfg.detector
             self._detector = MediaPipeLandmarks(min_score=det.min_score, model_selection=det.model_selection,
@@ -458,10 +481,13 @@ def _finalise(state: _RunState, out_dir: Path, root: Path, *, started: float, re
             faces_rejected.update(journal.get("face_rejections", {}))
     manifest = pd.read_parquet(out_dir / MANIFEST_FILE)
 
-    report = validate_manifest(manifest, cfg)
-    validation_path = write_json_atomic(out_dir / VALIDATION_FILE, report.to_dict())
-    preview_path = write_preview(out_dir, manifest, out_dir / PREVIEW_FILE, limit=cfg.preview_faces,
-                                 cell=max(cfg.crop_size, 64))
+    # The preview (tar reads, PNG codecs: they release the GIL) is drawn while GX validates.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="curate-preview") as pool:
+        preview = pool.submit(write_preview, out_dir, manifest, out_dir / PREVIEW_FILE, limit=cfg.preview_faces,
+                              cell=max(cfg.crop_size, 64))
+        report = validate_manifest(manifest, cfg)
+        validation_path = write_json_atomic(out_dir / VALIDATION_FILE, report.to_dict())
+        preview_path = preview.result()
     wall = time.perf_counter() - started
     summary = _summary(state, manifest, rejected_by_reason, faces_rejected, report, root, out_dir,
                        wall=wall, resumed_from=resumed_from)

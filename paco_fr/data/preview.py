@@ -58,7 +58,7 @@ def write_preview(corpus_dir: str | os.PathLike[str], manifest: pd.DataFrame, ou
     draw.text((4, rows * cell + 3), legend, fill=(0, 0, 0))
     out_path = Path(out_path)
     with atomic_path(out_path) as tmp:
-        grid.save(tmp, format="PNG")
+        grid.save(tmp, format="PNG", compress_level=1)  # a picture to look at: speed over size
     return out_path
 
 

@@ -16,6 +16,7 @@ from typing import Iterator, Mapping
 
 SHARD_PATTERN = "shard-{index:06d}.tar"
 PARTIAL_SUFFIX = ".partial"
+WRITE_BUFFER = 4 << 20
 
 
 def shard_name(index: int) -> str:
@@ -61,7 +62,9 @@ class ShardWriter:
         """Add one sample: ``members`` maps an extension (``"png"``, ``"json"``, ``"labels.png"``)
         to bytes, stored as ``{key}.{ext}``. Returns the shard's file name."""
         if self._tar is None:
-            self._file = open(self.partial_path, "wb")
+            # tarfile writes each header, body and padding separately: a large buffer turns
+            # thousands of small writes per shard into a few big ones.
+            self._file = open(self.partial_path, "wb", buffering=WRITE_BUFFER)
             self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.USTAR_FORMAT)
         for ext in sorted(members):
             data = members[ext]
