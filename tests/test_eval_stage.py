@@ -133,6 +133,18 @@ def test_compare_builds_one_table_with_reported_numbers(reports, tmp_path):
     assert res.table_png.stat().st_size > 5000
     summary = json.loads(res.table_json.read_text())
     assert set(summary["beats_random_non_overlapping_ci"]["pixels"]) == set(EMBEDDED)  # where both ran
+    # Paired gains: on every embedded benchmark, equal to the difference of the two reports' primary
+    # metrics (oriented: positive = better), with an interval around it.
+    paired_gains = summary["paired_gain_over_random"]["pixels"]
+    assert set(paired_gains) == set(EMBEDDED) and "Paired gain over random initialisation" in md
+    for bench, gain in paired_gains.items():
+        mine = json.loads(results[("pixels", bench)].report_json.read_text())
+        theirs = json.loads(results[("random", bench)].report_json.read_text())
+        metric = mine["primary_metric"]
+        sign = 1 if mine["higher_is_better"] else -1
+        expected = sign * (mine["metrics"][metric]["value"] - theirs["metrics"][metric]["value"])
+        assert gain["gain"] == pytest.approx(expected, abs=1e-9), bench
+        assert gain["ci_low"] <= gain["gain"] + 1e-9 and gain["gain"] <= gain["ci_high"] + 1e-9, bench
     import shutil
 
     copy = tmp_path / "copy"

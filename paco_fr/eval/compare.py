@@ -5,7 +5,8 @@ benchmarks, each cell the benchmark's primary metric with its 95 % interval, in 
 Synthetic benchmarks are marked with `*`. For the paper's benchmarks, the PaCo-FR paper's and
 FaRL's reported numbers are added as rows labelled "reported, ViT-B/16 scale" (n/a where no
 number could be checked). Beside the table: which encoders beat `random` with non-overlapping
-intervals on which benchmarks.
+intervals on which benchmarks, and each encoder's gain over `random` on the same test items with a
+paired-bootstrap interval (paco_fr.eval.paired; reports without `test_items.npz` are left out of it).
 
 Writes compare.md, compare.csv (wide: value and interval columns per benchmark), compare.json and
 compare.png (a heat-table coloured per column, better = darker, in each metric's direction).
@@ -22,13 +23,15 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from paco_fr.eval import reported
+from paco_fr.eval import paired, reported
 from paco_fr.eval.registry import REGISTRY
 from paco_fr.eval.report import REPORT_JSON
 from paco_fr.io import atomic_dir, read_json, write_json_atomic, write_text_atomic
 
 BASELINE_ORDER = ("random", "pixels")
 PRIOR_LABEL = "no image features (prior)"
+PAIRED_RESAMPLES = 1000
+PAIRED_SEED = 0
 SYNTHETIC_MARK = "*"
 
 
@@ -167,9 +170,12 @@ def compare(report_dirs: Iterable[str | os.PathLike[str]], out_dir: str | os.Pat
                     versus_random[e][b] = _beats(cells[(e, b)]["metrics"][p], cells[("random", b)]["metrics"][p],
                                                  info[b]["higher"])
 
+    paired_vs_random = _paired_versus_random(cells, encoders, benchmarks, info)
+
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
         md = _markdown(benchmarks, header, md_rows + [prior_row], reported_rows, versus_random, info, cells, encoders)
+        md += _paired_markdown(paired_vs_random, benchmarks, info)
         md_path = write_text_atomic(tmp / "compare.md", md)
         csv_path = write_text_atomic(tmp / "compare.csv", _csv(encoders, benchmarks, cells, info, paper_cols))
         json_path = write_json_atomic(tmp / "compare.json", {
@@ -183,12 +189,71 @@ def compare(report_dirs: Iterable[str | os.PathLike[str]], out_dir: str | os.Pat
                              "PaCo-FR": _reported_dict(reported.PACO_FR.get(info[b]["paper_name"])),
                              "FaRL": _reported_dict(reported.FARL.get(info[b]["paper_name"]))} for b in paper_cols},
             "beats_random_non_overlapping_ci": versus_random,
+            "paired_gain_over_random": paired_vs_random,
             "reports": [str(p) for p in paths],
         })
         png_path = _heat_table(tmp / "compare.png", encoders, benchmarks, cells, info, header)
     return CompareResult(out_dir=out_dir, table_md=out_dir / md_path.name, table_csv=out_dir / csv_path.name,
                          table_png=out_dir / png_path.name, table_json=out_dir / json_path.name,
                          n_reports=len(paths), encoders=encoders, benchmarks=benchmarks)
+
+
+def _paired_versus_random(cells, encoders, benchmarks, info) -> dict[str, dict[str, dict[str, Any]]]:
+    """encoder -> benchmark -> paired gain over `random` (see paco_fr.eval.paired), where both
+    reports kept their per-item arrays and were computed on the same benchmark data version."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    if "random" not in encoders:
+        return out
+    for b in benchmarks:
+        base = cells.get(("random", b))
+        base_items = paired.load_items(base["_dir"]) if base else None
+        if base_items is None:
+            continue
+        for e in encoders:
+            if e == "random" or (e, b) not in cells:
+                continue
+            rep = cells[(e, b)]
+            if rep.get("data_version") != base.get("data_version"):
+                continue
+            items = paired.load_items(rep["_dir"])
+            if items is None:
+                continue
+            try:
+                out.setdefault(e, {})[b] = paired.paired_difference(
+                    items, base_items, higher_is_better=info[b]["higher"], n_resamples=PAIRED_RESAMPLES,
+                    seed=PAIRED_SEED)
+            except ValueError as exc:
+                out.setdefault(e, {})[b] = {"error": str(exc)}
+    return out
+
+
+def _paired_markdown(paired_vs_random, benchmarks, info) -> str:
+    if not paired_vs_random:
+        return ""
+    lines = ["", "## Paired gain over random initialisation", "",
+             "Primary metric of the encoder minus that of `random` on the same test items, in percentage points, "
+             "oriented so that positive is better (random minus encoder for NME); 95 % interval of a paired "
+             f"bootstrap ({PAIRED_RESAMPLES} resamples of test items, the same for both encoders). "
+             "✓: the interval is above 0; ✗: below 0. Like every interval here it covers the sampling of test "
+             "items only, not the probe's training data or the pre-training seed: a ✓ at a few hundred items can "
+             "reverse on a larger benchmark (docs/results.md has such a case).", "",
+             "| encoder | " + " | ".join(benchmarks) + " |", "|" + "---|" * (len(benchmarks) + 1)]
+    for e, per in paired_vs_random.items():
+        row = [e]
+        for b in benchmarks:
+            d = per.get(b)
+            if d is None or "error" in d:
+                row.append("—")
+                continue
+            mark = " ✓" if d["better"] else (" ✗" if d["worse"] else "")
+            row.append(f"{100 * d['gain']:+.1f} [{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}]{mark}")
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    for e, per in paired_vs_random.items():
+        wins = [b for b, d in per.items() if d.get("better")]
+        lines.append(f"- **{e}**: better than `random` on {len(wins)}/{len(per)} by the paired interval"
+                     + (f" ({', '.join(wins)})" if wins else ""))
+    return "\n".join(lines) + "\n"
 
 
 def _reported_dict(r: reported.Reported | None) -> dict[str, Any] | None:

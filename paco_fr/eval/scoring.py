@@ -35,6 +35,8 @@ class Scores:
     primary: str
     higher_is_better: bool
     details: dict[str, Any] = field(default_factory=dict)   # confusion matrices, curves (for plots)
+    # What the primary metric needs per test item, for paired comparisons (paco_fr.eval.paired).
+    items: dict[str, np.ndarray] = field(default_factory=dict)
 
     def metrics_dict(self) -> dict[str, dict[str, float | int | None]]:
         return {k: v.as_dict() for k, v in self.metrics.items()}
@@ -51,10 +53,12 @@ def score(data: BenchmarkData, out: ProtocolOutput, *, n_resamples: int, seed: i
     p = out.predictions
     metrics: dict[str, M.MetricValue] = {}
     details: dict[str, Any] = {}
+    items: dict[str, np.ndarray] = {"item_ids": np.asarray(te, dtype=np.int64)}
     if task == "attributes":
         gt = data.targets["attributes"][te]
         correct = (gt == p["attributes"]).astype(np.float64)  # (n, A)
-        metrics["mean_accuracy"] = _mean_metric(correct.mean(axis=1), n_resamples, seed)
+        items["values"] = correct.mean(axis=1)
+        metrics["mean_accuracy"] = _mean_metric(items["values"], n_resamples, seed)
         low, high = M.bootstrap_mean_ci(correct, n_resamples=n_resamples, seed=seed)
         for a, name in enumerate(data.meta["attribute_names"]):
             metrics[f"accuracy/{name}"] = M.MetricValue(float(correct[:, a].mean()), float(low[a]), float(high[a]), len(te))
@@ -62,7 +66,8 @@ def score(data: BenchmarkData, out: ProtocolOutput, *, n_resamples: int, seed: i
     elif task in ("expression", "classification"):
         gt = data.targets["label"][te]
         names = data.meta["class_names"]
-        metrics["accuracy"] = _mean_metric((gt == p["label"]).astype(np.float64), n_resamples, seed)
+        items["values"] = (gt == p["label"]).astype(np.float64)
+        metrics["accuracy"] = _mean_metric(items["values"], n_resamples, seed)
         cm = M.confusion_matrix(gt, p["label"], len(names))
         details["confusion_matrix"] = cm.tolist()
         details["class_names"] = list(names)
@@ -80,6 +85,7 @@ def score(data: BenchmarkData, out: ProtocolOutput, *, n_resamples: int, seed: i
         gt = data.targets["landmarks"][te]
         norm = tuple(data.meta["norm_indices"])
         nme = M.nme_per_image(p["landmarks"], gt, norm)
+        items["values"] = nme
         metrics["nme"] = _mean_metric(nme, n_resamples, seed)
         metrics["failure_rate@0.10"] = _mean_metric((nme > FAILURE_THRESHOLD).astype(np.float64), n_resamples, seed)
         metrics["auc@0.10"] = _mean_metric(np.clip(1 - nme / FAILURE_THRESHOLD, 0, 1), n_resamples, seed)
@@ -96,6 +102,7 @@ def score(data: BenchmarkData, out: ProtocolOutput, *, n_resamples: int, seed: i
         names = data.meta["class_names"]
         ignore = tuple(data.meta.get("ignore_in_mean", [0]))
         cms = parsing_confusion(p["label_map"], gt, len(names))  # (n, C, C)
+        items["confusion"], items["exclude"] = cms, np.asarray(ignore, dtype=np.int64)
         metrics["mean_f1"] = M.with_ci(lambda idx: M.mean_f1(cms[idx].sum(0), exclude=ignore), len(te),
                                        n_resamples=n_resamples, seed=seed)
         f1_all = M.f1_from_confusion(cms.sum(0))
@@ -108,6 +115,7 @@ def score(data: BenchmarkData, out: ProtocolOutput, *, n_resamples: int, seed: i
         details["excluded_from_mean"] = [names[i] for i in ignore]
     elif task == "verification":
         scores, same = p["pair_scores"], p["pair_same"]
+        items["scores"], items["same"] = np.asarray(scores, dtype=np.float64), np.asarray(same, dtype=bool)
         metrics["roc_auc"] = M.with_ci(lambda idx: M.roc_auc(scores[idx], same[idx]), len(scores),
                                        n_resamples=n_resamples, seed=seed)
 
@@ -125,7 +133,7 @@ def score(data: BenchmarkData, out: ProtocolOutput, *, n_resamples: int, seed: i
         raise ValueError(f"no scoring for task {task!r}")
     details["reference"] = no_feature_reference(data)
     primary, higher = PRIMARY[task]
-    return Scores(metrics=metrics, primary=primary, higher_is_better=higher, details=details)
+    return Scores(metrics=metrics, primary=primary, higher_is_better=higher, details=details, items=items)
 
 
 def no_feature_reference(data: BenchmarkData) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from paco_fr.eval.feature_cache import features_for
 from paco_fr.eval.materialise import materialise
 from paco_fr.eval.threads import limit_threads
 from paco_fr.eval.report import REPORT_JSON, REPORT_MD, write_plots, write_report
+from paco_fr.eval.paired import save_items
 from paco_fr.io import atomic_dir
 
 DEFAULT_ZOOM = 0.8
@@ -146,6 +147,7 @@ def evaluate(cfg: EvalConfig, encoder: str, benchmark: str, out_dir: str | os.Pa
             "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
         write_report(tmp, report)
+        save_items(tmp, scores.items)
     return EvalResult(
         out_dir=out_dir, report_json=out_dir / REPORT_JSON, report_md=out_dir / REPORT_MD,
         plots=[out_dir / p for p in plot_names], benchmark=benchmark, encoder_label=handle.label,
