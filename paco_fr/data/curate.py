@@ -67,10 +67,10 @@ RUN_KEYS = ("source", "corpus", "resumed_from_journals", "timing")
 # detector). Bounds the memory held in flight to a few decoded images.
 LOOKAHEAD = 4
 IO_THREADS = 2
-# MediaPipe runs on one thread of its own, in input order, ahead of the main thread: its graph
-# releases the GIL while it infers, so alignment, quality, hashing and shard writing for input i
-# overlap the detector on input i + 1 (on 2 cores the detector alone keeps one core busy).
-DETECT_THREADS = 1
+# MediaPipe runs on one thread of its own (its graphs are not shared between threads), in input
+# order, ahead of the main thread: the graphs release the GIL while they infer, so alignment,
+# quality, hashing and shard writing for input i overlap the detector on input i + 1 (on 2 cores
+# the detector alone keeps one core busy).
 
 
 @dataclass
@@ -195,7 +195,7 @@ class _RunState:
         bar = tqdm(total=len(self.items), initial=cursor, desc="curate", unit="img", disable=not progress,
                    file=sys.stderr, dynamic_ncols=True)
         pool = ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="curate-io")
-        detect_pool = ThreadPoolExecutor(max_workers=DETECT_THREADS, thread_name_prefix="curate-detect")
+        detect_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="curate-detect")
         self._pool = pool
         loads: deque[tuple[Future, Future]] = deque()
         unwritten: deque[_Outcome] = deque()

@@ -59,10 +59,7 @@ def metric_on(items: dict[str, np.ndarray], idx: np.ndarray) -> float:
         exclude = tuple(int(c) for c in items.get("exclude", np.zeros(0, dtype=np.int64)))
         return float(M.mean_f1(items["confusion"][idx].sum(0), exclude=exclude))
     if "scores" in items:
-        same = items["same"][idx]
-        if not (same.any() and (~same).any()):
-            return float("nan")
-        return float(M.roc_auc(items["scores"][idx], same))
+        return float(M.roc_auc(items["scores"][idx], items["same"][idx]))  # NaN when one class only
     raise ValueError(f"per-item arrays have none of values/confusion/scores: {sorted(items)}")
 
 
@@ -85,16 +82,8 @@ def paired_difference(a: dict[str, np.ndarray], b: dict[str, np.ndarray], *, hig
     (b - a for a lower-is-better metric), with a 95 % percentile interval from a paired bootstrap.
     ``better`` / ``worse``: the interval excludes 0 on that side."""
     check_pairable(a, b)
-    n = _n_items(a)
     sign = 1.0 if higher_is_better else -1.0
-    everything = np.arange(n)
-    gain = sign * (metric_on(a, everything) - metric_on(b, everything))
-    rng = np.random.default_rng(seed)
-    boot = np.empty(n_resamples, dtype=np.float64)
-    for r in range(n_resamples):
-        idx = rng.integers(0, n, size=n)
-        boot[r] = sign * (metric_on(a, idx) - metric_on(b, idx))
-    boot = boot[np.isfinite(boot)]
-    low, high = (np.percentile(boot, [2.5, 97.5]).tolist() if boot.size else (float("nan"), float("nan")))
-    return {"gain": float(gain), "ci_low": float(low), "ci_high": float(high), "n": n,
-            "better": bool(low > 0), "worse": bool(high < 0), "n_resamples": n_resamples}
+    gain = M.with_ci(lambda idx: sign * (metric_on(a, idx) - metric_on(b, idx)), _n_items(a),
+                     n_resamples=n_resamples, seed=seed)
+    return {"gain": gain.value, "ci_low": gain.ci_low, "ci_high": gain.ci_high, "n": gain.n,
+            "better": bool(gain.ci_low > 0), "worse": bool(gain.ci_high < 0), "n_resamples": n_resamples}

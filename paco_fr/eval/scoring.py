@@ -13,6 +13,7 @@ import numpy as np
 
 from paco_fr.eval import metrics as M
 from paco_fr.eval.data import TEST, BenchmarkData
+from paco_fr.eval.paired import metric_on
 from paco_fr.eval.protocols import ProtocolOutput, parsing_confusion
 
 FAILURE_THRESHOLD = 0.10
@@ -103,8 +104,7 @@ def score(data: BenchmarkData, out: ProtocolOutput, *, n_resamples: int, seed: i
         ignore = tuple(data.meta.get("ignore_in_mean", [0]))
         cms = parsing_confusion(p["label_map"], gt, len(names))  # (n, C, C)
         items["confusion"], items["exclude"] = cms, np.asarray(ignore, dtype=np.int64)
-        metrics["mean_f1"] = M.with_ci(lambda idx: M.mean_f1(cms[idx].sum(0), exclude=ignore), len(te),
-                                       n_resamples=n_resamples, seed=seed)
+        metrics["mean_f1"] = M.with_ci(lambda idx: metric_on(items, idx), len(te), n_resamples=n_resamples, seed=seed)
         f1_all = M.f1_from_confusion(cms.sum(0))
         boot = _bootstrap_rows(lambda idx: M.f1_from_confusion(cms[idx].sum(0)), len(te), n_resamples, seed)
         for c, name in enumerate(names):
@@ -116,8 +116,8 @@ def score(data: BenchmarkData, out: ProtocolOutput, *, n_resamples: int, seed: i
     elif task == "verification":
         scores, same = p["pair_scores"], p["pair_same"]
         items["scores"], items["same"] = np.asarray(scores, dtype=np.float64), np.asarray(same, dtype=bool)
-        metrics["roc_auc"] = M.with_ci(lambda idx: M.roc_auc(scores[idx], same[idx]), len(scores),
-                                       n_resamples=n_resamples, seed=seed)
+        metrics["roc_auc"] = M.with_ci(lambda idx: metric_on(items, idx), len(scores), n_resamples=n_resamples,
+                                       seed=seed)
 
         def tar(idx: np.ndarray) -> float:
             s, y = scores[idx], same[idx]
