@@ -83,6 +83,36 @@ def test_lda_separates_identities_a_nuisance_direction_would_hide():
     assert roc_auc(P.cosine_pair_scores(z, pairs), same) > roc_auc(P.cosine_pair_scores(x, pairs), same) + 0.1
 
 
+def _reference_lda(x, ids, shrinkage):
+    """Textbook Fisher LDA: eigh of the shrunk Sw, then eigh of the whitened Sb (D x D)."""
+    classes, inverse = np.unique(ids, return_inverse=True)
+    d, mean = x.shape[1], x.mean(axis=0)
+    means = np.stack([x[inverse == c].mean(axis=0) for c in range(len(classes))])
+    counts = np.bincount(inverse).astype(float)
+    within = x - means[inverse]
+    sw = within.T @ within / len(x)
+    sw = (1 - shrinkage) * sw + shrinkage * np.trace(sw) / d * np.eye(d)
+    sb = sum(n / len(x) * np.outer(m - mean, m - mean) for n, m in zip(counts, means))
+    evals, evecs = np.linalg.eigh(sw)
+    whiten = evecs / np.sqrt(evals)
+    m_evals, m_evecs = np.linalg.eigh(whiten.T @ sb @ whiten)
+    order = np.argsort(m_evals)[::-1][: len(classes) - 1]
+    return lambda z: (z - mean) @ whiten @ m_evecs[:, order]
+
+
+def test_lda_path_matches_textbook_lda_for_every_shrinkage():
+    rng = np.random.default_rng(5)
+    ids = np.repeat(np.arange(12), 4)
+    x = rng.normal(size=(12, 40))[ids] + rng.normal(size=(48, 40)) * rng.uniform(0.2, 3.0, 40)
+    pairs = np.array([(i, j) for i in range(48) for j in range(i + 1, 48)])
+    path = P.fit_lda_path(x, ids, (0.1, 0.5, 0.9))
+    for shrinkage, proj in path.items():
+        assert proj.matrix.shape == (40, 11)
+        np.testing.assert_allclose(P.cosine_pair_scores(proj(x), pairs),
+                                   P.cosine_pair_scores(_reference_lda(x, ids, shrinkage)(x), pairs), atol=1e-9)
+        np.testing.assert_allclose(P.fit_lda(x, ids, shrinkage).matrix, proj.matrix)
+
+
 def test_parsing_targets_and_prediction_round_trip():
     rng = np.random.default_rng(4)
     # labels constant on 2x2 cells of 8x8 patches in a 16x16 image (sub-grid 4 -> 2x2-pixel cells)

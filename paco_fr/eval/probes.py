@@ -201,6 +201,15 @@ class Projection:
 def fit_lda(x: np.ndarray, identity: np.ndarray, shrinkage: float, n_components: int | None = None) -> Projection:
     """Fisher LDA with a shrunk within-class scatter, (1 - s) Sw + s * tr(Sw)/D * I; the projection
     whitens the within-class scatter, so cosine similarity after it is a Mahalanobis-style score."""
+    return fit_lda_path(x, identity, (shrinkage,), n_components)[shrinkage]
+
+
+def fit_lda_path(x: np.ndarray, identity: np.ndarray, shrinkages: tuple[float, ...],
+                 n_components: int | None = None) -> dict[float, Projection]:
+    """:func:`fit_lda` for several shrinkages at the cost of about one: shrinking towards a multiple
+    of the identity keeps the eigenvectors of Sw, so Sw is decomposed once; and the between-class
+    scatter has rank < n_identities, so its whitened form is decomposed by an SVD of the
+    (n_identities, D) class-mean matrix rather than an eigh of a (D, D) one."""
     x = np.asarray(x, dtype=np.float64)
     ids, inverse = np.unique(identity, return_inverse=True)
     if len(ids) < 2:
@@ -213,16 +222,19 @@ def fit_lda(x: np.ndarray, identity: np.ndarray, shrinkage: float, n_components:
     class_means /= counts[:, None]
     within = x - class_means[inverse]
     sw = within.T @ within / len(x)
-    between = (class_means - mean) * np.sqrt(counts / len(x))[:, None]
-    sb = between.T @ between
-    sw = (1 - shrinkage) * sw + shrinkage * (np.trace(sw) / d) * np.eye(d)
-    evals, evecs = np.linalg.eigh(sw)
-    whiten = evecs / np.sqrt(np.clip(evals, 1e-12, None))  # Sw^-1/2 (up to rotation)
-    m_evals, m_evecs = np.linalg.eigh(whiten.T @ sb @ whiten)
-    order = np.argsort(m_evals)[::-1]
+    between = (class_means - mean) * np.sqrt(counts / len(x))[:, None]  # Sb = between.T @ between
+    sw_evals, sw_evecs = np.linalg.eigh(sw)
+    isotropic = np.trace(sw) / d
     max_comp = min(len(ids) - 1, d)
     n_comp = max_comp if not n_components else min(n_components, max_comp)
-    return Projection(mean, whiten @ m_evecs[:, order[:n_comp]])
+    out: dict[float, Projection] = {}
+    for shrinkage in shrinkages:
+        evals = (1 - shrinkage) * sw_evals + shrinkage * isotropic
+        whiten = sw_evecs / np.sqrt(np.clip(evals, 1e-12, None))  # Sw^-1/2 (up to rotation)
+        # Eigenvectors of whiten.T @ Sb @ whiten, largest first: right singular vectors.
+        _, _, vt = np.linalg.svd(between @ whiten, full_matrices=False)
+        out[shrinkage] = Projection(mean, whiten @ vt[:n_comp].T)
+    return out
 
 
 def cosine_pair_scores(features: np.ndarray, pairs: np.ndarray) -> np.ndarray:

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 
 from paco_fr.eval import metrics as M
 from paco_fr.eval.data import TEST, TRAIN, VAL, BenchmarkData
-from paco_fr.eval.probes import (RidgePath, Standardizer, cosine_pair_scores, fit_lda, fit_logistic,
+from paco_fr.eval.probes import (RidgePath, Standardizer, cosine_pair_scores, fit_lda, fit_lda_path, fit_logistic,
                                  fit_logistic_path, fit_ridge, knn_vote)
 
 PROTOCOLS = ("linear", "knn", "finetune")
@@ -363,8 +363,7 @@ def run_verification(data: BenchmarkData, features: dict[str, np.ndarray], s: Pr
         for fname, x in candidates.items():
             std = Standardizer.fit(x[tr])
             z = std(x)
-            for shrink in s.lda_shrinkage:
-                proj = fit_lda(z[tr], identity[tr], shrink)
+            for shrink, proj in fit_lda_path(z[tr], identity[tr], tuple(s.lda_shrinkage)).items():
                 scores[(fname, shrink)] = M.roc_auc(cosine_pair_scores(proj(z), val_pairs), val_same)
         fname, shrink = _pick(scores)
         x = candidates[fname]
