@@ -37,11 +37,12 @@ from paco_fr.train.optim import build_optimizer  # noqa: E402
 
 def stream_spec(cfg, corpus: Path, regions: Path, batch: int) -> StreamSpec:
     t = cfg.train
-    return StreamSpec(corpus_dir=str(corpus), regions_dir=str(regions), faces=tuple(read_split(corpus, "train")),
+    return StreamSpec(corpus_dir=str(corpus), regions_dir=str(regions), faces=read_split(corpus, "train"),
                       img_size=cfg.model.img_size, patch_size=cfg.model.patch_size, batch_size=batch, seed=cfg.seed,
                       mask_strategy=cfg.masking.strategy, mask_ratio=cfg.masking.ratio,
                       replace_ratio=cfg.model.replace_ratio,
-                      augment=AugmentParams(t.hflip, t.scale_jitter, t.translate_jitter, t.color_jitter))
+                      augment=AugmentParams(t.hflip, t.scale_jitter, t.translate_jitter, t.color_jitter),
+                      streams=t.loader_streams or max(1, t.num_workers))
 
 
 def first_batch(cfg, corpus: Path, regions: Path, batch: int) -> dict[str, torch.Tensor]:

@@ -227,7 +227,7 @@ def test_ddp_two_processes_follow_the_one_process_trajectory(corpus, tmp_path):
     # the high threshold forces some) all happen within these 8 steps: each draws from the
     # embeddings of all ranks in global batch order.
     extra = ("train.max_steps=8", "train.num_workers=0", "train.checkpoint_every=8",
-             "model.dead_code_threshold=0.04")
+             "model.dead_code_threshold=0.04", "train.loader_groups=2")
     one = tmp_path / "one"
     subprocess.run(_cli(corpus, one, *extra), check=True, env=_env(), timeout=300, stdout=subprocess.DEVNULL,
                    stderr=subprocess.PIPE)

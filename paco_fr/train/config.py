@@ -22,6 +22,14 @@ class TrainConfig:
     codebook_lr_scale: float = 1.0
     incubation_epochs: int = 1
     num_workers: int = 1
+    # Shard groups (0: one per DDP rank) and streams per group (0: one per DataLoader worker): each
+    # stream reads its own shards. The data order depends on these, not on the number of ranks or
+    # workers: set them (multiples of those) to resume or compare runs on another layout.
+    loader_groups: int = 0
+    loader_streams: int = 0
+    # Faces a stream holds (compressed) to shuffle them, and shards it reads at once.
+    shuffle_buffer: int = 1000
+    interleave_shards: int = 4
     compile: bool = False
     log_every: int = 10
     image_every: int = 100
@@ -39,11 +47,12 @@ class TrainConfig:
     wandb_project: str = "paco-fr"
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "grad_accum", "log_every", "image_every", "checkpoint_every"):
+        for name in ("batch_size", "grad_accum", "log_every", "image_every", "checkpoint_every", "shuffle_buffer",
+                     "interleave_shards"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be at least 1, got {getattr(self, name)}")
         for name in ("epochs", "max_steps", "warmup_steps", "incubation_epochs", "num_workers", "val_batches",
-                     "image_rows"):
+                     "image_rows", "loader_groups", "loader_streams"):
             if getattr(self, name) < 0:
                 raise ValueError(f"train.{name} must not be negative, got {getattr(self, name)}")
         if self.epochs == 0 and self.max_steps == 0:

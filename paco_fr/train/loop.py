@@ -101,7 +101,7 @@ def _train(cfg: Any, corpus_dir: Path, regions_dir: Path, out_dir: Path, resume:
         raise ConfigError(f"train.batch_size {tcfg.batch_size} does not split over {ctx.world_size} processes")
     rank_batch = tcfg.batch_size // ctx.world_size
 
-    faces = tuple(read_split(corpus_dir, "train"))
+    faces = read_split(corpus_dir, "train")
     if not faces:
         raise ValueError(f"the corpus at {corpus_dir} has no faces in its train split")
     spec = StreamSpec(
@@ -109,7 +109,9 @@ def _train(cfg: Any, corpus_dir: Path, regions_dir: Path, out_dir: Path, resume:
         patch_size=mcfg.patch_size, batch_size=rank_batch, seed=cfg.seed, mask_strategy=cfg.masking.strategy,
         mask_ratio=cfg.masking.ratio, replace_ratio=mcfg.replace_ratio,
         augment=AugmentParams(tcfg.hflip, tcfg.scale_jitter, tcfg.translate_jitter, tcfg.color_jitter),
-        shuffle=True, drop_last=True, rank=ctx.rank, world_size=ctx.world_size)
+        shuffle=True, drop_last=True, rank=ctx.rank, world_size=ctx.world_size, groups=tcfg.loader_groups,
+        streams=tcfg.loader_streams or max(1, tcfg.num_workers), shuffle_buffer=tcfg.shuffle_buffer,
+        interleave=tcfg.interleave_shards)
     steps_per_epoch = spec.batches_per_epoch // tcfg.grad_accum
     if steps_per_epoch == 0:
         raise ConfigError(f"one epoch of {len(faces)} faces has fewer than grad_accum={tcfg.grad_accum} batches of "
@@ -139,6 +141,10 @@ def _train(cfg: Any, corpus_dir: Path, regions_dir: Path, out_dir: Path, resume:
         if state["world_size"] != ctx.world_size or state["batch_size"] != tcfg.batch_size:
             raise CheckpointError(f"{ckpt_path} was written by {state['world_size']} process(es) with batch "
                                   f"{state['batch_size']}; resume with the same layout")
+        if state.get("data_layout", [spec.groups, spec.streams]) != [spec.groups, spec.streams]:
+            raise CheckpointError(f"{ckpt_path} read its data in {state['data_layout'][0]} shard group(s) x "
+                                  f"{state['data_layout'][1]} stream(s); resume with train.loader_groups and "
+                                  "train.loader_streams set to those")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         restore_rng(state["rng"])
@@ -251,6 +257,7 @@ def _train(cfg: Any, corpus_dir: Path, regions_dir: Path, out_dir: Path, resume:
                         "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "rng": capture_rng(), "history": history, "model_config": _plain(mcfg),
                         "world_size": ctx.world_size, "batch_size": tcfg.batch_size,
+                        "data_layout": [spec.groups, spec.streams],
                         "wandb_id": wandb_run.run_id if wandb_run is not None else None,
                         "wall_time_s": elapsed_before + time.perf_counter() - started,
                     })
@@ -322,7 +329,7 @@ def evaluate(model: PaCoFR, cfg: Any, corpus_dir: Path, regions_dir: Path, ctx: 
     tcfg: TrainConfig = cfg.train
     if not tcfg.val_batches:
         return {}
-    faces = tuple(read_split(corpus_dir, "val"))
+    faces = read_split(corpus_dir, "val")
     per_rank = len(faces) // ctx.world_size
     if per_rank == 0:
         return {}
