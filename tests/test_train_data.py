@@ -131,6 +131,20 @@ def test_reads_only_the_split_as_arrays_and_pairs_each_crop_with_its_region_map(
     assert batch["centroids"].shape == (4, len(REGIONS), 2) and batch["present"].dtype == torch.bool
 
 
+def test_face_table_lookup_with_ids_of_any_length_and_alphabet(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ids = ["b", "aé", "0123456789abcdef0123", "c", "a"]
+    pq.write_table(pa.table({"face_id": ids, "shard": [3, 3, 1, 1, 1], "split": ["train"] * 4 + ["val"]}),
+                   tmp_path / "manifest.parquet")
+    table = read_split(tmp_path, "train")
+    assert table.shards == ("shard-000001.tar", "shard-000003.tar") and table.offsets.tolist() == [0, 2, 4]
+    assert [table.face_id(i) for i in range(4)] == ["0123456789abcdef0123", "c", "aé", "b"]
+    assert table.lookup(1, "aé".encode()) == 2 and table.lookup(0, b"c") == 1
+    assert table.lookup(0, b"a") == -1 and table.lookup(1, b"c") == -1 and table.lookup(0, b"x" * 40) == -1
+
+
 @pytest.mark.parametrize("ranks,workers", [(2, 2), (1, 1)])
 def test_each_rank_and_worker_reads_its_own_shards_and_together_they_cover_the_epoch_once(corpus, ranks, workers):
     faces_of: dict[tuple[int, int], list[int]] = defaultdict(list)   # (rank, worker) -> faces it gave

@@ -104,24 +104,25 @@ class FaceTable:
 
 def read_split(corpus_dir: str | os.PathLike[str], split: str) -> FaceTable:
     """The faces of `split` in CORPUS/manifest.parquet (only the needed columns and rows are read)."""
-    import pyarrow.compute as pc
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     manifest = Path(corpus_dir) / "manifest.parquet"
     if not manifest.exists():
         raise DataError(f"{corpus_dir} is not a face corpus: {manifest.name} is missing")
     try:
-        table = pq.read_table(manifest, columns=["face_id", "shard", "split"])
+        table = pq.read_table(manifest, columns=["face_id", "shard"], filters=[("split", "=", split)])
     except (KeyError, ValueError) as exc:  # pyarrow: missing column
         raise DataError(f"{manifest}: needs columns face_id, shard, split ({exc})") from exc
-    table = table.filter(pc.equal(table["split"], split))
     # One name per distinct shard value, then a small integer per face.
-    encoded = table["shard"].cast("string").combine_chunks().dictionary_encode()
+    encoded = table["shard"].cast(pa.string()).combine_chunks().dictionary_encode()
     names = [shard_file_name(v) for v in encoded.dictionary.to_pylist()]
     shards = tuple(sorted(set(names)))
     code_of_value = np.array([shards.index(n) for n in names], dtype=np.int64)
     codes = code_of_value[encoded.indices.to_numpy(zero_copy_only=False)] if len(table) else np.zeros(0, np.int64)
-    ids = _id_array(table["face_id"])
+    ids = _id_array(table["face_id"].cast(pa.string()).combine_chunks())
+    del table, encoded
+    pa.default_memory_pool().release_unused()  # the parent's heap is what forked workers inherit
     order = np.lexsort((ids, codes))
     ids, codes = ids[order], codes[order]
     if len(ids) > 1 and bool(np.any((ids[1:] == ids[:-1]) & (codes[1:] == codes[:-1]))):
@@ -131,13 +132,17 @@ def read_split(corpus_dir: str | os.PathLike[str], split: str) -> FaceTable:
 
 
 def _id_array(column) -> np.ndarray:
-    """A pyarrow string column -> numpy bytes array, converted chunk by chunk (no list of the corpus)."""
-    parts = [np.char.encode(np.asarray(chunk.to_numpy(zero_copy_only=False), dtype=str), "utf-8")
-             for chunk in column.chunks if len(chunk)]
-    if not parts:
+    """A pyarrow string array -> numpy bytes array (S<longest id>), without a Python object per id."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if len(column) == 0:
         return np.zeros(0, dtype="S1")
-    width = max(p.dtype.itemsize for p in parts)
-    return np.concatenate([p.astype(f"S{width}") for p in parts])
+    width = max(int(pc.max(pc.binary_length(column)).as_py()), 1)
+    if not pc.all(pc.string_is_ascii(column)).as_py():  # utf8_rpad pads by characters
+        return np.char.encode(np.asarray(column.to_numpy(zero_copy_only=False), dtype=str), "utf-8")
+    fixed = pc.utf8_rpad(column, width=width, padding="\0").cast(pa.binary()).cast(pa.binary(width))
+    return np.frombuffer(fixed.buffers()[1], dtype=f"S{width}", count=len(fixed), offset=fixed.offset * width).copy()
 
 
 def decode_png(data: bytes, mode: str, what: str) -> np.ndarray:
