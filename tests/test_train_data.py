@@ -210,6 +210,21 @@ def test_resume_mid_epoch_gives_the_same_stream(corpus):
         assert all(same(a, b) for a, b in zip(full[epoch * 12 + batch:], resumed, strict=True))
 
 
+def test_resume_does_not_read_the_shards_it_has_used_up(corpus, tmp_path):
+    corpus_dir, regions_dir = corpus
+    spec = spec_for(corpus, shuffle=False)  # shards in name order, one after the other
+    full = take(FaceRegionStream(spec, epochs=1), 0)
+    used_up = int(np.searchsorted(np.cumsum(spec.faces.counts), 8 * 4, side="right"))  # shards before batch 8
+    assert used_up >= 3
+    copy = tmp_path / "corpus"
+    (copy / "shards").mkdir(parents=True)
+    (copy / "manifest.parquet").write_bytes((corpus_dir / "manifest.parquet").read_bytes())
+    for name in spec.faces.shards[used_up:]:
+        (copy / "shards" / name).write_bytes((corpus_dir / "shards" / name).read_bytes())
+    resumed = take(FaceRegionStream(spec_for((copy, regions_dir), shuffle=False), start_batch=8, epochs=1), 0)
+    assert all(same(a, b) for a, b in zip(full[8:], resumed, strict=True))
+
+
 def test_shuffle_buffer_mixes_shards_and_every_epoch_has_its_own_order(corpus):
     spec = spec_for(corpus, batch_size=8, shuffle_buffer=16, interleave=4)
     batches = take(FaceRegionStream(spec, epochs=2), 0)

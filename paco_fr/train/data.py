@@ -414,7 +414,9 @@ class PieceReader:
 def stream_faces(spec: StreamSpec, pieces: Sequence[Piece], epoch: int, v: int, s: int,
                  skip: int = 0) -> Iterator[tuple[int, bytes, bytes]]:
     """Stream (v, s) of `epoch`: (face index, crop bytes, map bytes) in shuffled order, after the
-    first `skip` faces (a resumed run: read, not decoded, and not held)."""
+    first `skip` faces. A resumed run finds those faces on integers alone; it skips the pieces they
+    used up and reads through (without decoding or holding) the skipped faces of the pieces it still
+    needs, at most `interleave` + `shuffle_buffer` faces' worth."""
     lengths = [p.stop - p.start for p in pieces]
     interleave, buffer = (spec.interleave, spec.shuffle_buffer) if spec.shuffle else (1, 1)
 
@@ -429,12 +431,16 @@ def stream_faces(spec: StreamSpec, pieces: Sequence[Piece], epoch: int, v: int, 
                 done[pos], emitted = True, emitted + 1
             if emitted == skip:
                 break
+        bounds = np.cumsum([0, *lengths])
+        used_up = [bool(done[a:b].all()) for a, b in zip(bounds[:-1], bounds[1:])]
     readers = [PieceReader(spec, p) for p in pieces]
     held: dict[int, tuple[int, bytes, bytes]] = {}
     try:
         for kind, piece, pos in events():
             wanted = done is None or not done[pos]
             if kind == READ:
+                if not wanted and used_up[piece]:
+                    continue
                 face = readers[piece].next()
                 if wanted:
                     held[pos] = face
