@@ -12,7 +12,8 @@ import pytest
 
 from curation_testdata import encode
 from paco_fr.data.config import CurationConfig
-from paco_fr.data.curate import assign_split, curate
+from paco_fr.data.curate import curate
+from paco_fr.data.splits import assign_splits, unit_keys
 from paco_fr.data.validation import CorpusValidationError, validate_manifest
 
 CFG = CurationConfig()
@@ -29,16 +30,17 @@ def good_manifest(n_faces: int = 400, n_identities: int = 200) -> pd.DataFrame:
             "face_id": hashlib.sha256(f"{sha}:0".encode()).hexdigest()[:16],
             "source_path": f"synthetic/face-{i:06d}.png", "source_sha256": sha, "pixel_sha256": sha[::-1],
             "face_index": 0, "n_faces": 1, "shard": "shards/shard-000000.tar",
-            "split": assign_split(identity, sha, CFG.split.salt, CFG.split.val, CFG.split.test),
             "synthetic": True, "identity": identity, "expression": "neutral", "attributes": "{}",
             "landmark_source": "ground_truth", "landmark_scheme": "ibug68", "det_score": 1.0,
             "box_x0": 10.0, "box_y0": 10.0, "box_x1": 100.0, "box_y1": 120.0,
             **{f"kp{k}_{a}": float(kp[k, j]) for k in range(5) for j, a in enumerate("xy")},
             "face_size_px": 140.0, "sharpness": 300.0, "brightness": 120.0, "contrast": 40.0,
-            "phash": f"{rng.integers(0, 2**63):016x}", "width": 192, "height": 192, "crop_size": CFG.crop_size,
+            "phash": rng.bytes(32).hex(), "image_phash": rng.bytes(32).hex(), "width": 192, "height": 192, "crop_size": CFG.crop_size,
             "has_labels": True, "sidecar_paths": [f"synthetic/face-{i:06d}.gt.json"],
         })
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    df["split"] = assign_splits(unit_keys(df["identity"], df["source_sha256"]), CFG.split)
+    return df
 
 
 def _leak_identity(df: pd.DataFrame, identity: str) -> pd.DataFrame:
@@ -58,7 +60,7 @@ def test_a_sound_manifest_passes():
     assert report.success, [o.describe() for o in report.failures]
     kinds = {o.expectation for o in report.outcomes}
     assert {"expect_column_values_to_be_unique", "expect_column_values_to_be_in_set",
-            "expect_column_values_to_be_between", "expect_column_mean_to_be_between"} <= kinds
+            "expect_column_values_to_be_between", "expect_column_sum_to_be_between"} <= kinds
     as_json = json.loads(json.dumps(report.to_dict()))
     assert as_json["success"] is True and as_json["n_rows"] == 400
 
@@ -79,7 +81,11 @@ def test_a_sound_manifest_passes():
     (lambda df: df.assign(synthetic=df["synthetic"].map({True: "yes"})),
      "expect_column_values_to_be_of_type", "synthetic"),
     (lambda df: df.assign(split=np.where(df.index < 300, "val", df["split"])),
-     "expect_column_mean_to_be_between", "_is_val"),
+     "expect_column_sum_to_be_between", "_is_val"),
+    (lambda df: df.assign(split=df["split"].replace("val", "train")),
+     "expect_column_sum_to_be_between", "_is_val"),
+    (lambda df: df.assign(split=np.where(df.index == 0, "test", df["split"])),
+     "expect_column_sum_to_be_between", "_is_test"),
     (lambda df: _leak_identity(df, "3"), "expect_column_values_to_be_between", "_splits_per_unit"),
     (lambda df: df.drop(columns=["phash"]), "expect_column_values_to_match_regex", "phash"),
     (lambda df: df.iloc[:0], "expect_table_row_count_to_be_between", None),
@@ -104,11 +110,10 @@ def test_the_error_lists_every_failing_expectation():
     assert "expect_column_values_to_be_in_set(_null_required)" in message and "brightness" in message
 
 
-def test_split_proportions_are_not_judged_on_too_few_units():
-    df = good_manifest(n_faces=20, n_identities=5)
-    df["split"] = "train"
-    report = validate_manifest(df, CFG)
-    assert report.success and any("not checked" in note for note in report.notes)
+def test_split_sizes_follow_the_configured_targets():
+    df = good_manifest(n_faces=20, n_identities=5)  # 10% of 20 faces: 2, by identities of 4 faces
+    assert (df["split"] == "val").sum() == 4
+    assert validate_manifest(df, CFG).success
 
 
 def test_curate_fails_loudly_but_keeps_its_evidence(tmp_path):

@@ -16,7 +16,7 @@ from PIL import Image
 from curation_testdata import ACCEPTED, all_paths, build_bad_input_folder, encode, photo
 from paco_fr.config import apply_overrides
 from paco_fr.data.config import CurationConfig
-from paco_fr.data.curate import assign_split, curate
+from paco_fr.data.curate import curate
 from paco_fr.data.landmarks import MediaPipeLandmarks
 from paco_fr.data.reasons import REASON_CODES
 from paco_fr.data.shards import iter_samples, read_sample
@@ -78,7 +78,8 @@ def test_manifest_follows_the_corpus_contract(corpus):
     assert not missing
     assert manifest["face_id"].is_unique
     assert manifest["face_id"].str.fullmatch(r"[0-9a-f]{16}").all()
-    assert manifest["phash"].str.fullmatch(r"[0-9a-f]{16}").all()
+    assert manifest["phash"].str.fullmatch(r"[0-9a-f]{64}").all()
+    assert manifest["image_phash"].str.fullmatch(r"[0-9a-f]{64}").all()
     assert set(manifest["split"]) <= {"train", "val", "test"}
     assert manifest["synthetic"].dtype == bool
     kp = manifest[[f"kp{i}_{a}" for i in range(5) for a in ("x", "y")]].to_numpy()
@@ -225,17 +226,27 @@ def test_output_inside_the_source_is_refused(tmp_path):
         curate(CurationConfig(), tmp_path / "missing", tmp_path.parent / "out-missing", progress=False)
 
 
-def test_split_is_a_deterministic_salted_hash():
-    keys = [f"{i:064x}" for i in range(20000)]
-    splits = pd.Series([assign_split(None, k, "paco-fr", 0.1, 0.1) for k in keys])
-    fractions = splits.value_counts(normalize=True)
-    assert abs(fractions["val"] - 0.1) < 0.01 and abs(fractions["test"] - 0.1) < 0.01
-    assert [assign_split(None, k, "paco-fr", 0.1, 0.1) for k in keys[:50]] == list(splits[:50])
-    # the identity wins over the source: all photos of one person share a split
-    assert len({assign_split("person-7", k, "paco-fr", 0.1, 0.1) for k in keys[:50]}) == 1
-    # another salt reshuffles
-    other = [assign_split(None, k, "other", 0.1, 0.1) for k in keys[:2000]]
-    assert other != list(splits[:2000])
+def test_splits_are_fixed_size_whole_units_in_salted_hash_order():
+    from paco_fr.data.config import SplitConfig
+    from paco_fr.data.splits import assign_splits, unit_keys
+
+    identity = pd.Series([f"person-{i % 700}" if i % 3 else None for i in range(12000)], dtype=object)
+    sha = pd.Series([f"{i:064x}" for i in range(12000)])
+    keys = unit_keys(identity, sha)
+    splits = pd.Series(assign_splits(keys, SplitConfig()))
+    assert (splits == "test").sum() == 0
+    val = int((splits == "val").sum())
+    assert 1000 <= val < 1000 + keys.value_counts().max(), "1,000 faces, the last unit kept whole"
+    assert (pd.DataFrame({"k": keys, "s": splits}).groupby("k")["s"].nunique() == 1).all(), "no unit straddles"
+    small = pd.Series(assign_splits(keys[:200], SplitConfig()))
+    assert (small == "val").sum() == 20, "10% of a small corpus (one face per unit here)"
+    configured = pd.Series(assign_splits(keys, SplitConfig(val_faces=300, test_faces=200, test=0.5)))
+    assert 200 <= (configured == "test").sum() and 300 <= (configured == "val").sum()
+    # the same units in another order get the same splits; another salt reshuffles
+    shuffled = keys.sample(frac=1.0, random_state=0)
+    again = pd.Series(assign_splits(shuffled, SplitConfig()), index=shuffled.index).sort_index()
+    assert list(again) == list(splits)
+    assert list(assign_splits(keys, SplitConfig(salt="other"))) != list(splits)
 
 
 def test_every_reason_is_documented():
@@ -246,46 +257,49 @@ def test_every_reason_is_documented():
         assert f"| `{reason['code']}` | {reason['stage']} | {reason['description']} |" in docs, reason["code"]
 
 
-def test_near_duplicate_index_finds_the_earliest_within_the_threshold():
-    from paco_fr.data.dedup import NearDuplicateIndex
+def test_binary_hash_index_finds_a_near_hash_and_ignores_far_ones():
+    from paco_fr.data.dedup import BinaryHashIndex
 
-    index = NearDuplicateIndex(2)
-    assert index.nearest(0) is None
-    for key, value in enumerate([0b1111 << 40, 0b1111, 0b1100]):
-        index.add(value, key)
-    assert index.nearest(0b1111) == (1, 0)
-    assert index.nearest(0b0011) == (1, 2)          # 0b1100 is also 2 bits away, but later
-    assert index.nearest(0b1111 << 20) is None
-    exact = NearDuplicateIndex(0)
-    for key in range(3000):                         # grows past its initial capacity
-        exact.add(key << 32, key)
-    assert len(exact) == 3000 and exact.nearest(2999 << 32) == (2999, 0) and exact.nearest(1) is None
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 256, (3000, 32), dtype=np.uint8)
+    index = BinaryHashIndex(16)
+    assert index.nearest(codes[0]) is None
+    for label, code in enumerate(codes):
+        index.add(code, label)
+    near = codes[1234].copy()
+    near[:2] ^= 0b1111  # 8 bits flipped
+    assert index.nearest(near) == (1234, 8)
+    far = rng.integers(0, 256, 32, dtype=np.uint8)  # ~128 bits from every stored code
+    assert index.nearest(far) is None
+    assert BinaryHashIndex(-1).nearest(codes[0]) is None
 
 
 def test_a_detector_error_rejects_that_input_only_and_in_order(tmp_path, monkeypatch):
-    """MediaPipe runs ahead on its own thread; an exception there must surface as that input's
-    processing_error, exactly where a sequential pass would have raised it, and nowhere else."""
+    """MediaPipe runs ahead on its own thread inside a worker; an exception there must surface as
+    that input's processing_error and nowhere else (the chunk processor, in this process)."""
+    from paco_fr.data.process import ChunkProcessor
+    from paco_fr.data.sources import discover
+
     src = tmp_path / "src"
     src.mkdir()
     astronaut, grace = photo("astronaut"), photo("grace_hopper")
     (src / "a_astronaut.png").write_bytes(encode(astronaut))
     (src / "b_grace.png").write_bytes(encode(grace))
-    (src / "c_grace_copy.png").write_bytes(encode(grace))  # exact duplicate: rejected before detection
     original = MediaPipeLandmarks.detect
-    calls = []
 
     def flaky_detect(self, image_rgb):
-        calls.append(image_rgb.shape)
         if image_rgb.shape == astronaut.shape:
             raise RuntimeError("detector exploded")
         return original(self, image_rgb)
 
     monkeypatch.setattr(MediaPipeLandmarks, "detect", flaky_detect)
-    result = curate(CurationConfig(), src, tmp_path / "out", progress=False)
-    manifest = pd.read_parquet(result.manifest_path)
-    rejected = pd.read_parquet(result.rejected_path).set_index("source_path")
-    assert list(manifest["source_path"]) == ["b_grace.png"]
-    assert rejected.loc["a_astronaut.png", "reason"] == "processing_error"
-    assert "RuntimeError: detector exploded" in rejected.loc["a_astronaut.png", "detail"]
-    assert rejected.loc["c_grace_copy.png", "reason"] == "duplicate"
-    assert astronaut.shape in calls and grace.shape in calls
+    outcomes, events = [], []
+    processor = ChunkProcessor(CurationConfig())
+    try:
+        processor.run(discover(src), outcomes.append, lambda kind, position, *rest: events.append((kind, position)))
+    finally:
+        processor.close()
+    assert [o.row["reason"] for o in outcomes] == ["processing_error", None]
+    assert "RuntimeError: detector exploded" in outcomes[0].row["detail"]
+    assert len(outcomes[1].faces) == 1
+    assert ("done", 0) in events and ("done", 1) in events

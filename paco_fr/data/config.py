@@ -48,30 +48,48 @@ class QualityConfig:
     min_brightness: float = 20.0
     max_brightness: float = 235.0
     min_contrast: float = 8.0
-    # Hashes of aligned faces are alike (same template), and with 32 of 64 bits set distances are
-    # even: 2 catches re-encodes, resizes and exposure changes (measured 0-2) while distinct
-    # procedural identities already collide at 4 (7 pairs in 600 faces). See docs/curation.md.
-    near_duplicate_hamming: int = 2
 
     def __post_init__(self) -> None:
-        if not 0 <= self.near_duplicate_hamming <= 64:
-            raise ValueError(f"near_duplicate_hamming must be within [0, 64], got {self.near_duplicate_hamming}")
         if self.min_brightness > self.max_brightness:
             raise ValueError(f"min_brightness ({self.min_brightness}) > max_brightness ({self.max_brightness})")
 
 
 @dataclass
+class NearDuplicateConfig:
+    """Two 256-bit DCT perceptual hashes (imagehash.phash, hash_size 16) per face; a face is a near
+    duplicate of an earlier accepted face when either is within its Hamming distance (see
+    docs/curation.md for the measurements behind the defaults). -1 switches a check off."""
+
+    # Centre of the aligned crop: undoes crops and resizes through the alignment.
+    face_bits: int = 16
+    # The whole decoded image (other images only): re-encodes, colour modes, resizes, exposure,
+    # whatever the landmarks did.
+    image_bits: int = 20
+
+    def __post_init__(self) -> None:
+        for name in ("face_bits", "image_bits"):
+            if not -1 <= getattr(self, name) <= 256:
+                raise ValueError(f"near_duplicate.{name} must be within [-1, 256], got {getattr(self, name)}")
+
+
+@dataclass
 class SplitConfig:
+    """Held-out faces of the pre-training corpus, by whole split units (an identity when known, else
+    a source image), chosen in salted-hash order: min(val_faces, round(val * faces)) faces for val
+    (possibly a few more: the last unit is kept whole), likewise for test. Evaluation benchmarks are
+    separate data, so the default holds out a small val split and no test split."""
+
+    val_faces: int = 1000
     val: float = 0.1
-    test: float = 0.1
+    test_faces: int = 0
+    test: float = 0.0
     salt: str = "paco-fr"
-    # The validation suite checks split proportions only with at least this many split units
-    # (identities, or source images when the identity is unknown): fewer cannot be judged.
-    check_min_units: int = 50
 
     def __post_init__(self) -> None:
         if self.val < 0 or self.test < 0 or self.val + self.test >= 1.0:
             raise ValueError(f"split fractions must be >= 0 and leave room for train (val={self.val}, test={self.test})")
+        if self.val_faces < 0 or self.test_faces < 0:
+            raise ValueError("split.val_faces and split.test_faces must be >= 0")
 
 
 @dataclass
@@ -85,15 +103,24 @@ class CurationConfig:
     max_file_bytes: int = 100_000_000
     # Images whose shorter side is smaller are rejected (`too_small_image`) before detection.
     min_image_side: int = 32
-    # Faces per tar shard (a shard may hold a few more so that one image's faces share a shard).
+    # Faces per tar shard of the corpus.
     shard_size: int = 1000
     # false: ignore .gt.json / .pts landmarks and run MediaPipe on every image (benchmarks,
     # checking the detector against ground truth). Sidecar metadata (synthetic, identity) is kept.
     use_ground_truth: bool = True
     preview_faces: int = 64
+    # Machine-level slices of the inputs (a stable hash of the path relative to the source): one
+    # `paco-fr curate-part` per slice (a DVC foreach, a Dagster partition). The corpus is the same
+    # for any value.
+    partitions: int = 2
+    # Inputs per chunk: the unit a worker process takes, writes atomically and a resumed run reuses.
+    chunk_inputs: int = 128
+    # Seed of the corpus's shard order (faces are shuffled across the whole source tree).
+    order_seed: int = 0
     builtin: BuiltinSourceConfig = field(default_factory=BuiltinSourceConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
+    near_duplicate: NearDuplicateConfig = field(default_factory=NearDuplicateConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
 
     def __post_init__(self) -> None:
@@ -101,5 +128,9 @@ class CurationConfig:
             raise ValueError(f"crop_size must be >= 16, got {self.crop_size}")
         if self.shard_size < 1:
             raise ValueError(f"shard_size must be >= 1, got {self.shard_size}")
+        if not 1 <= self.partitions <= 65536:
+            raise ValueError(f"partitions must be within [1, 65536], got {self.partitions}")
+        if self.chunk_inputs < 1:
+            raise ValueError(f"chunk_inputs must be >= 1, got {self.chunk_inputs}")
         if self.max_image_pixels < 1 or self.max_file_bytes < 1:
             raise ValueError("max_image_pixels and max_file_bytes must be positive")

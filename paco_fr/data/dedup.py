@@ -1,68 +1,115 @@
-"""Duplicate indexes: exact (sha256 of bytes or pixels) and near (Hamming distance of 64-bit
-perceptual hashes). Inputs are offered in sorted path order, so "the first kept" means the one
-with the smallest path.
+"""Duplicates: exact (sha256 of the file bytes or of the decoded pixels) and near (perceptual hashes).
+
+Near duplicates use two 256-bit DCT perceptual hashes (imagehash.phash, hash_size 16) per face:
+
+- the *face hash*, of the centre of the aligned crop (the central 5/7 of its side, so 80 of 112 px):
+  alignment undoes a crop or a resize of the source, and the centre leaves out the border that
+  appears where the crop reaches past the source image (a 2% crop moves that border);
+- the *image hash*, of the whole decoded image: a re-encode, a colour-mode change, a resize or an
+  exposure change keeps it close whatever the landmarks did (a detector's landmarks move by a pixel
+  or two between two copies, which the face hash feels).
+
+The merge of the curation stage asks, face by face in canonical order, whether an earlier accepted
+face is within `near_duplicate.face_bits` (face hash) or an earlier accepted *other* image within
+`near_duplicate.image_bits` (image hash). Both lookups go through :class:`BinaryHashIndex`, a
+faiss binary HNSW graph: a query visits O(log n) entries instead of every accepted face.
 """
 
 from __future__ import annotations
 
+from array import array
+
 import numpy as np
+from PIL import Image
+
+HASH_BITS = 256
+HASH_HEX = HASH_BITS // 4
+_HASH_SIZE = 16           # imagehash: hash_size x hash_size low DCT frequencies of a 4x larger thumbnail
+_THUMB = 4 * _HASH_SIZE   # what phash resizes to; larger images are box-reduced first (cheap, deterministic)
 
 
-class ExactIndex:
-    """sha256 hex digest -> the first source path that had it. Keys are stored as 16 raw bytes
-    (collisions on 128 bits are not a practical concern), a few dozen bytes per entry."""
+def _phash_hex(grey: np.ndarray) -> str:
+    import imagehash  # noqa: PLC0415 - scipy import, only where hashes are made
 
-    def __init__(self) -> None:
-        self._first: dict[bytes, str] = {}
-
-    @staticmethod
-    def _key(digest: str) -> bytes:
-        return bytes.fromhex(digest[:32])
-
-    def first(self, digest: str) -> str | None:
-        return self._first.get(self._key(digest))
-
-    def add(self, digest: str, path: str) -> None:
-        self._first.setdefault(self._key(digest), path)
-
-    def __len__(self) -> int:
-        return len(self._first)
+    grey = np.ascontiguousarray(grey)
+    # frombuffer on mode L wraps the array (Image.fromarray on RGB allocates and fills a new image).
+    image = Image.frombuffer("L", (grey.shape[1], grey.shape[0]), grey, "raw", "L", 0, 1)
+    factor = min(image.width, image.height) // (2 * _THUMB)
+    if factor >= 2:  # LANCZOS on a 12-megapixel photo costs more than the hash: a box reduce first
+        image = image.reduce(factor)
+    return str(imagehash.phash(image, hash_size=_HASH_SIZE))
 
 
-class NearDuplicateIndex:
-    """Hashes of accepted faces and an integer key for each, in growing numpy arrays (16 bytes per
-    face); a query is one vectorised XOR + popcount over all of them (~2 ms per million faces)."""
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    import cv2  # noqa: PLC0415
 
-    def __init__(self, max_distance: int) -> None:
-        if not 0 <= max_distance <= 64:
-            raise ValueError(f"max_distance must be within [0, 64], got {max_distance}")
+    return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+
+
+def face_hash(crop_rgb: np.ndarray) -> str:
+    """64 hex digits: the perceptual hash of the centre of an aligned crop (S, S, 3) uint8."""
+    size = crop_rgb.shape[0]
+    margin = round(size / 7)
+    return _phash_hex(_luma(crop_rgb[margin:size - margin, margin:size - margin]))
+
+
+def image_hash(rgb: np.ndarray) -> str:
+    """64 hex digits: the perceptual hash of a whole decoded image (H, W, 3) uint8."""
+    return _phash_hex(_luma(rgb))
+
+
+def hash_bytes(hex_digests: list[str] | np.ndarray) -> np.ndarray:
+    """(n, 32) uint8 codes from 64-hex-digit hashes (faiss's binary layout)."""
+    if len(hex_digests) == 0:
+        return np.zeros((0, HASH_BITS // 8), np.uint8)
+    return np.frombuffer(bytes.fromhex("".join(hex_digests)), np.uint8).reshape(-1, HASH_BITS // 8).copy()
+
+
+def hamming_hex(a: str, b: str) -> int:
+    return (int(a, 16) ^ int(b, 16)).bit_count()
+
+
+class BinaryHashIndex:
+    """Accepted hashes and a label for each, in a faiss IndexBinaryHNSW; `nearest` returns the
+    nearest stored label within `max_distance` bits, or None. Built one add at a time on one
+    thread, so the graph (and every answer) depends only on the order of the adds."""
+
+    def __init__(self, max_distance: int, *, neighbours: int = 16, ef_search: int = 32) -> None:
+        import faiss  # noqa: PLC0415
+
+        faiss.omp_set_num_threads(1)
         self.max_distance = int(max_distance)
-        self._hashes = np.empty(1024, dtype=np.uint64)
-        self._keys = np.empty(1024, dtype=np.int64)
-        self._n = 0
+        self._index = faiss.IndexBinaryHNSW(HASH_BITS, neighbours)
+        self._index.hnsw.efSearch = ef_search
+        self._labels = array("q")  # 8 bytes per entry, not a Python int each
 
     def __len__(self) -> int:
-        return self._n
+        return len(self._labels)
 
-    def nearest(self, value: int) -> tuple[int, int] | None:
-        """(key, distance) of the earliest stored hash within max_distance, or None."""
-        if self._n == 0:
+    def nearest(self, code: np.ndarray) -> tuple[int, int] | None:
+        """(label, distance) of the nearest stored hash if within max_distance; `code`: (32,) uint8."""
+        if not self._labels or self.max_distance < 0:
             return None
-        distances = np.bitwise_count(self._hashes[: self._n] ^ np.uint64(value))
-        hits = np.flatnonzero(distances <= self.max_distance)
-        if hits.size == 0:
+        distances, ids = self._index.search(code.reshape(1, -1), 1)
+        distance, position = int(distances[0, 0]), int(ids[0, 0])
+        if position < 0 or distance > self.max_distance:
             return None
-        first = int(hits[0])
-        return int(self._keys[first]), int(distances[first])
+        return self._labels[position], distance
 
-    def add(self, value: int, key: int) -> None:
-        if self._n == self._hashes.size:
-            self._hashes = np.concatenate([self._hashes, np.empty(self._n, dtype=np.uint64)])
-            self._keys = np.concatenate([self._keys, np.empty(self._n, dtype=np.int64)])
-        self._hashes[self._n] = np.uint64(value)
-        self._keys[self._n] = key
-        self._n += 1
+    def add(self, code: np.ndarray, label: int) -> None:
+        self._index.add(code.reshape(1, -1))
+        self._labels.append(label)
 
 
-def hamming(a: int, b: int) -> int:
-    return (int(a) ^ int(b)).bit_count()
+def first_occurrences(keys: list[str | None]) -> list[int | None]:
+    """For each position, the position of the first earlier equal non-null key (None when it is the
+    first, or null): exact duplicates in canonical order."""
+    first: dict[str, int] = {}
+    out: list[int | None] = []
+    for i, key in enumerate(keys):
+        if key is None:
+            out.append(None)
+            continue
+        earlier = first.setdefault(key, i)
+        out.append(None if earlier == i else earlier)
+    return out

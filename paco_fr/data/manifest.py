@@ -9,13 +9,15 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from paco_fr.io import atomic_path
+
+if TYPE_CHECKING:  # pandas only where tables are read (a curation worker never does)
+    import pandas as pd
 
 MANIFEST_FILE = "manifest.parquet"
 REJECTED_FILE = "rejected.parquet"
@@ -48,6 +50,7 @@ MANIFEST_SCHEMA = pa.schema([
     ("brightness", pa.float64()),
     ("contrast", pa.float64()),
     ("phash", pa.string()),
+    ("image_phash", pa.string()),
     ("width", pa.int32()),
     ("height", pa.int32()),
     ("crop_size", pa.int32()),
@@ -62,6 +65,24 @@ REJECTED_SCHEMA = pa.schema([
     ("source_sha256", pa.string()),
     ("pixel_sha256", pa.string()),
     ("sidecar_paths", pa.list_(pa.string())),
+])
+
+# A partition's tables (paco_fr.data.partition): every candidate face with the manifest's columns but
+# the global ones (shard, split), its image's hash and where its members lie in its chunk's tar; and
+# every input with its hashes and its partition-local verdict (reason null: it has candidate faces).
+PART_FACES_SCHEMA = pa.schema(
+    [f for f in MANIFEST_SCHEMA if f.name not in ("shard", "split")]
+    + [pa.field("chunk", pa.string())]
+    + [pa.field(f"{member}_{what}", pa.int64()) for member in ("png", "json", "labels") for what in ("offset", "size")])
+PART_INPUTS_SCHEMA = pa.schema([
+    ("source_path", pa.string()),
+    ("reason", pa.string()),
+    ("detail", pa.string()),
+    ("source_sha256", pa.string()),
+    ("pixel_sha256", pa.string()),
+    ("image_phash", pa.string()),
+    ("sidecar_paths", pa.list_(pa.string())),
+    ("face_failures", pa.string()),  # JSON [[rank, reason, detail], ...] of faces dropped inside the image
 ])
 
 # Columns that may never be null (checked by the validation suite as well).
@@ -88,9 +109,13 @@ def parquet_appender(path: str | os.PathLike[str], schema: pa.Schema) -> Iterato
             writer.close()
 
 
-def read_manifest(corpus_dir: str | os.PathLike[str]) -> pd.DataFrame:
+def read_manifest(corpus_dir: str | os.PathLike[str]) -> "pd.DataFrame":
+    import pandas as pd  # noqa: PLC0415
+
     return pd.read_parquet(Path(corpus_dir) / MANIFEST_FILE)
 
 
-def read_rejected(corpus_dir: str | os.PathLike[str]) -> pd.DataFrame:
+def read_rejected(corpus_dir: str | os.PathLike[str]) -> "pd.DataFrame":
+    import pandas as pd  # noqa: PLC0415
+
     return pd.read_parquet(Path(corpus_dir) / REJECTED_FILE)

@@ -54,8 +54,9 @@ class Reason(str, Enum):
                  "an exact duplicate (same file bytes, or same decoded pixels) of an earlier input in sorted "
                  "path order; the earlier one is kept")
     NEAR_DUPLICATE = ("near_duplicate", "dedup",
-                      "the aligned crop's perceptual hash is within curation.quality.near_duplicate_hamming bits "
-                      "of an earlier accepted face")
+                      "the face's perceptual hash is within curation.near_duplicate.face_bits of an earlier "
+                      "accepted face, or its image's within curation.near_duplicate.image_bits of an earlier "
+                      "accepted image, in sorted path order")
     # annotations and landmarks
     BAD_ANNOTATION = ("bad_annotation", "landmarks",
                       "a sidecar annotation (.gt.json, .pts, .labels.png) is malformed or does not fit the image")
@@ -71,6 +72,9 @@ class Reason(str, Enum):
     TOO_BRIGHT = ("too_bright", "quality", "mean luma of the face is above curation.quality.max_brightness")
     LOW_CONTRAST = ("low_contrast", "quality", "luma standard deviation of the face is below curation.quality.min_contrast")
     # anything else
+    WORKER_CRASH = ("worker_crash", "any",
+                    "the worker process died (a crash inside a decoder or the detector, an out-of-memory kill) "
+                    "twice while this input was in hand, the second time with no other input in hand")
     PROCESSING_ERROR = ("processing_error", "any",
                         "an unexpected error while processing this input (a bug: the detail holds the exception); "
                         "the run continues with the next input")

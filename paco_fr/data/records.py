@@ -81,7 +81,6 @@ def face_member_json(face_id: str, face: DetectedFace, matrix: np.ndarray, kp_cr
         "landmarks": round_points(transform_points(face.landmarks, matrix)) if face.landmarks is not None else None,
         "landmark_scheme": face.scheme,
         "source_path": row["source_path"],
-        "split": row["split"],
         "synthetic": row["synthetic"],
     }
     notes = face.annotations
