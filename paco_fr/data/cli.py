@@ -1,10 +1,18 @@
-"""`paco-fr curate` and `paco-fr raw`: the command line of the curation stage."""
+"""`paco-fr curate`, `curate-part`, `curate-merge` and `raw`: the command line of the curation stage."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+
+
+def _worker_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="worker processes (default: the cores this process may use)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress-json", action="store_true",
+                        help="no JSON progress lines on stderr (every 10 s: done, total, faces, rejected, rates, ETA)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,9 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="raw images -> aligned, validated face corpus",
         description="Curate a folder of images (or the builtin corpus) into DIR: aligned crops in tar "
                     "shards, manifest.parquet, rejected.parquet (a reason for every input left out), "
-                    "summary.json, preview.png and validation.json (Great Expectations). A run that was "
-                    "killed resumes from its last complete shard unless --no-resume is given. "
-                    "Exit status 3 when the corpus fails validation.",
+                    "summary.json, preview.png and validation.json (Great Expectations), with N worker "
+                    "processes. A run that was killed resumes from its complete chunks (kept in "
+                    "DIR/.curate-work) unless --no-resume is given. Exit status 3 when the corpus fails "
+                    "validation.",
     )
     curate.add_argument("--source", default=None, metavar="builtin|PATH",
                         help="'builtin' (public-domain photos + procedural faces, materialised into --raw-dir "
@@ -25,10 +34,39 @@ def register(sub: argparse._SubParsersAction) -> None:
     curate.add_argument("--out", required=True, metavar="DIR", help="output corpus folder")
     curate.add_argument("--raw-dir", default=None, metavar="DIR",
                         help="where --source builtin is materialised (default: params paths.raw_dir)")
-    curate.add_argument("--no-resume", action="store_true", help="start from scratch even if a killed run left journals")
-    curate.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _worker_args(curate)
+    curate.add_argument("--no-resume", action="store_true", help="start from scratch even if a killed run left chunks")
     add_config_args(curate)
     curate.set_defaults(func=_curate)
+
+    part = sub.add_parser(
+        "curate-part",
+        help="curate one partition of a folder (a slice by a stable hash of each relative path)",
+        description="Curate partition I of curation.partitions of a folder into PARTDIR (chunk tars and "
+                    "tables, faces.parquet, inputs.parquet, part.json). Resumable: complete chunks are "
+                    "reused. Merge all partitions with `paco-fr curate-merge`.",
+    )
+    part.add_argument("--source", required=True, metavar="DIR", help="folder of images")
+    part.add_argument("--part", required=True, type=int, metavar="I", help="partition index, 0..partitions-1")
+    part.add_argument("--out", required=True, metavar="PARTDIR", help="partition folder")
+    _worker_args(part)
+    part.add_argument("--no-resume", action="store_true", help="start from scratch even if a killed run left chunks")
+    add_config_args(part)
+    part.set_defaults(func=_curate_part)
+
+    merge = sub.add_parser(
+        "curate-merge",
+        help="merge curated partitions into one validated face corpus",
+        description="Make the global decisions (exact and near duplicates across partitions, splits, "
+                    "shard order) over every partition of curation.partitions and publish the corpus "
+                    "into DIR. Exit status 3 when the corpus fails validation.",
+    )
+    merge.add_argument("--source", required=True, metavar="DIR", help="the folder the partitions were curated from")
+    merge.add_argument("--parts", required=True, nargs="+", metavar="PARTDIR", help="every partition folder")
+    merge.add_argument("--out", required=True, metavar="DIR", help="output corpus folder")
+    merge.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_config_args(merge)
+    merge.set_defaults(func=_curate_merge)
 
     raw = sub.add_parser(
         "raw",
@@ -73,32 +111,89 @@ def _raw(args: argparse.Namespace) -> int:
 
 def _curate(args: argparse.Namespace) -> int:
     from paco_fr.cli import config_from_args
-    from paco_fr.config import to_dict
-    from paco_fr.data.curate import RUN_KEYS, curate, summary_lines
-    from paco_fr.data.validation import CorpusValidationError
-    from paco_fr.lineage import record_provenance
+    from paco_fr.data.curate import curate
 
     cfg = config_from_args(args)
     source = args.source or cfg.curation.source
     progress = not args.no_progress
-    try:
+
+    def run():
         if source == "builtin":
             source_dir = materialise_builtin(cfg, Path(args.raw_dir or cfg.paths.raw_dir), progress=progress)
         else:
             source_dir = Path(source)
-        result = curate(cfg.curation, source_dir, Path(args.out), resume=not args.no_resume, progress=progress)
+        result = curate(cfg.curation, source_dir, Path(args.out), workers=args.workers, resume=not args.no_resume,
+                        progress=progress, progress_json=not args.no_progress_json)
+        return result, {"raw": source_dir}
+
+    return _publish("curate", args, cfg, run)
+
+
+def _curate_part(args: argparse.Namespace) -> int:
+    from paco_fr.cli import config_from_args
+    from paco_fr.config import to_dict
+    from paco_fr.data.partition import curate_partition
+    from paco_fr.lineage import record_provenance
+
+    cfg = config_from_args(args)
+    try:
+        result = curate_partition(cfg.curation, Path(args.source), args.part, Path(args.out), workers=args.workers,
+                                  resume=not args.no_resume, progress=not args.no_progress,
+                                  progress_json=not args.no_progress_json)
+    except (FileNotFoundError, NotADirectoryError, PermissionError, ValueError) as exc:
+        print(f"paco-fr curate-part: {exc}", file=sys.stderr)
+        return 1
+    facts = result.run_facts()
+    record_provenance(result.out_dir, "curate_part", inputs={"raw": Path(args.source)}, params=to_dict(cfg.curation),
+                      overrides=cfg.applied, extra={"inputs": result.inputs, "faces": result.faces, "run": facts})
+    print(f"curate-part: partition {result.part} of {result.partitions}: {result.inputs} inputs, {result.faces} "
+          f"candidate faces, {result.rejected} rejected; chunks: {len(result.chunks_reused)} reused, "
+          f"{len(result.chunks_done)} curated {result.chunks_done if result.chunks_done else ''}".rstrip(),
+          file=sys.stderr)
+    for death in result.worker_deaths:
+        print(f"curate-part: a worker died on chunk {death.chunk} (exit {death.exitcode}) with "
+              f"{', '.join(death.in_hand) or 'no input'} in hand; the chunk was redone", file=sys.stderr)
+    print(f"curate-part: partition in {result.out_dir}", file=sys.stderr)
+    return 0
+
+
+def _curate_merge(args: argparse.Namespace) -> int:
+    from paco_fr.cli import config_from_args
+    from paco_fr.data.merge import merge_partitions
+
+    cfg = config_from_args(args)
+
+    def run():
+        result = merge_partitions(cfg.curation, Path(args.source), [Path(p) for p in args.parts], Path(args.out),
+                                  progress=not args.no_progress)
+        return result, {"raw": Path(args.source), **{f"part{i}": Path(p) for i, p in enumerate(args.parts)}}
+
+    return _publish("curate-merge", args, cfg, run)
+
+
+def _publish(command: str, args: argparse.Namespace, cfg, run) -> int:
+    """Run a stage that publishes a corpus; report its outcome and record its provenance."""
+    from paco_fr.config import to_dict
+    from paco_fr.data.merge import summary_lines
+    from paco_fr.data.validation import CorpusValidationError
+    from paco_fr.lineage import record_provenance
+
+    try:
+        result, inputs = run()
     except CorpusValidationError as exc:
-        print(f"paco-fr curate: {exc}", file=sys.stderr)
+        print(f"paco-fr {command}: {exc}", file=sys.stderr)
         print(f"see {Path(args.out) / 'validation.json'} and summary.json", file=sys.stderr)
         return 3
     except (FileNotFoundError, NotADirectoryError, FileExistsError, PermissionError, ValueError) as exc:
-        print(f"paco-fr curate: {exc}", file=sys.stderr)
+        print(f"paco-fr {command}: {exc}", file=sys.stderr)
         return 1
-    record_provenance(result.out_dir, "curate", inputs={"raw": source_dir}, params=to_dict(cfg.curation),
-                      overrides=cfg.applied,
+    record_provenance(result.out_dir, "curate", inputs=inputs, params=to_dict(cfg.curation), overrides=cfg.applied,
                       extra={"faces": result.summary["faces"], "inputs": result.summary["inputs"],
-                             "run": {k: result.summary[k] for k in RUN_KEYS}})
+                             "run": result.summary["run"]})
     for line in summary_lines(result.summary):
         print(f"curate: {line}", file=sys.stderr)
+    chunks = result.summary["run"].get("chunks_reused")
+    if chunks:
+        print(f"curate: resumed: {chunks} complete chunks reused", file=sys.stderr)
     print(f"curate: corpus in {result.out_dir}", file=sys.stderr)
     return 0
