@@ -113,6 +113,23 @@ def test_lda_path_matches_textbook_lda_for_every_shrinkage():
         np.testing.assert_allclose(P.fit_lda(x, ids, shrinkage).matrix, proj.matrix)
 
 
+def test_lda_with_more_dimensions_than_samples_is_solved_in_their_span_exactly():
+    # 30 samples of 10 identities in 200 dimensions (like grid or HOG features on a few hundred faces):
+    # the reduced solve must give the textbook full-space scores, also for samples it was not fitted on.
+    rng = np.random.default_rng(6)
+    ids = np.repeat(np.arange(10), 3)
+    centres = rng.normal(size=(10, 200))
+    x = centres[ids] + rng.normal(size=(30, 200))
+    held_out = centres[np.arange(10)] + rng.normal(size=(10, 200))
+    pairs = np.array([(i, j) for i in range(10) for j in range(i + 1, 10)])
+    for shrinkage, proj in P.fit_lda_path(x, ids, (0.1, 0.6)).items():
+        assert proj.matrix.shape == (200, 9)
+        reference = _reference_lda(x, ids, shrinkage)
+        for z in (x, held_out):
+            np.testing.assert_allclose(P.cosine_pair_scores(proj(z), pairs),
+                                       P.cosine_pair_scores(reference(z), pairs), atol=1e-8)
+
+
 def test_parsing_targets_and_prediction_round_trip():
     rng = np.random.default_rng(4)
     # labels constant on 2x2 cells of 8x8 patches in a 16x16 image (sub-grid 4 -> 2x2-pixel cells)

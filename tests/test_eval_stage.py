@@ -36,7 +36,7 @@ def reports(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
     cfg = small_cfg(root / "cache")
     out = {}
-    for enc in ("random", "pixels"):
+    for enc in ("random", "pixels", "hog"):
         for bench in EMBEDDED:
             out[(enc, bench)] = evaluate(cfg, enc, bench, root / "reports" / enc / bench, model_cfg=TINY)
     return root, out
@@ -52,7 +52,11 @@ def test_every_embedded_benchmark_writes_a_complete_report(reports):
         assert rep["benchmark"] == bench and rep["encoder_label"] == enc
         assert rep["synthetic"] == (bench != "lfw_subset_faces")
         assert rep["data_version"] == res.data_version and len(rep["data_version"]) == 64
-        assert rep["encoder"]["encoder"]["img_size"] == 32
+        assert rep["model_card"]["encoder"]["img_size"] == 32
+        assert rep["encoder"] == {"name": enc, "preset": enc, "seed": 1234 if enc == "random" else None,
+                                  "kind": "vit" if enc == "random" else enc}
+        key = rep["benchmark_protocol"]["key"]
+        assert key.endswith(" v1") and not rep["benchmark_protocol"]["standard"] and key in res.report_md.read_text()
         primary = rep["metrics"][rep["primary_metric"]]
         assert primary["ci_low"] <= primary["value"] <= primary["ci_high"] and primary["n"] > 0
         assert rep["protocol"]["refit_on"] == "train+val" and rep["protocol"]["val_scores"]
@@ -72,6 +76,7 @@ def test_same_benchmark_same_data_for_every_encoder_and_pool_shared(reports):
     _, results = reports
     for bench in EMBEDDED:
         assert results[("random", bench)].data_version == results[("pixels", bench)].data_version
+        assert results[("hog", bench)].data_version == results[("pixels", bench)].data_version
     a = json.loads(results[("random", "synthetic_attributes")].report_json.read_text())
     e = json.loads(results[("random", "synthetic_expression")].report_json.read_text())
     assert e["timing"]["features_from_cache"] and not a["timing"]["features_from_cache"]
@@ -93,7 +98,7 @@ def test_trained_encoder_directory_and_random_dir_spec(tmp_path):
     vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=8, num_classes=0)
     enc_dir = tmp_path / "enc"
     save_encoder(vit, enc_dir, name="vit_tiny_patch16_224", img_size=32, patch_size=8,
-                 card={"preset": "mae", "config": {"curation": {"template_zoom": 0.7}}})
+                 card={"preset": "mae", "config": {"seed": 3, "curation": {"template_zoom": 0.7}}})
     handle = resolve_encoder(str(enc_dir))
     assert handle.label == "mae" and handle.source_dir == str(enc_dir)
     rnd = resolve_encoder(f"random:{enc_dir}", seed=5)
@@ -108,6 +113,7 @@ def test_trained_encoder_directory_and_random_dir_spec(tmp_path):
     res = evaluate(small_cfg(tmp_path / "cache"), str(enc_dir), "lfw_subset_faces", tmp_path / "rep")
     rep = json.loads(res.report_json.read_text())
     assert rep["encoder_label"] == "mae" and rep["data"]["zoom"] == 0.7
+    assert rep["encoder"] == {"name": "enc", "preset": "mae", "seed": 3, "kind": "vit"}
     assert rep["data"]["zoom_source"] == "encoder model card" and res.encoder_dir == enc_dir
 
 
@@ -116,20 +122,29 @@ def test_compare_builds_one_table_with_reported_numbers(reports, tmp_path):
     # A report on a paper benchmark (CelebA), as the standard adapter would write it.
     fake = tmp_path / "fake" / "celeba"
     fake.mkdir(parents=True)
+    from paco_fr.eval import benchmark_protocols as BP
+
     rep = json.loads(results[("random", "synthetic_attributes")].report_json.read_text())
-    rep.update(benchmark="celeba_attributes", synthetic=False, paper_name="CelebA")
+    rep.update(benchmark="celeba_attributes", synthetic=False, paper_name="CelebA",
+               benchmark_protocol={**BP.CELEBA.as_dict(), "full_test_split": True})
     (fake / "report.json").write_text(json.dumps(rep))
     res = compare([root / "reports", fake], tmp_path / "summary")
-    assert res.encoders == ["random", "pixels"] and res.n_reports == 13
+    assert res.encoders == ["random", "pixels", "hog"] and res.n_reports == 19
     assert res.benchmarks[:6] == list(EMBEDDED) and "celeba_attributes" in res.benchmarks
     md = res.table_md.read_text()
     assert "synthetic_parsing*" in md and "lfw_subset_faces (" in md
-    assert "FaRL (reported, ViT-B/16 scale)" in md and "91.88" in md
+    assert "FaRL (reported, ViT-B/16 scale)" in md and "91.88†" in md and "91.33†" in md  # FaRL's, MCF's CelebA
     paco_row = next(line for line in md.splitlines() if line.startswith("| PaCo-FR (reported"))
     assert "n/a" in paco_row
+    # every column's protocol is listed; published numbers only in the CelebA column
+    for line in md.splitlines():
+        if line.startswith("| FaRL (reported"):
+            assert line.count("—") == len(EMBEDDED)
+    assert "`celeba/official-test/mean-acc-40 v1` | standard | yes" in md
+    assert "`synthetic/parsing-9/f1-crop v1` | ours" in md
     assert "Against random initialisation" in md and "| no image features (prior) |" in md
     rows = list(csv.reader(res.table_csv.open()))
-    assert rows[0][0] == "encoder" and {r[0] for r in rows[2:4]} == {"random", "pixels"}
+    assert rows[0][0] == "encoder" and rows[2][0] == "# protocol" and [r[0] for r in rows[3:6]] == ["random", "pixels", "hog"]
     assert res.table_png.stat().st_size > 5000
     summary = json.loads(res.table_json.read_text())
     assert set(summary["beats_random_non_overlapping_ci"]["pixels"]) == set(EMBEDDED)  # where both ran
@@ -149,7 +164,7 @@ def test_compare_builds_one_table_with_reported_numbers(reports, tmp_path):
 
     copy = tmp_path / "copy"
     shutil.copytree(results[("random", "synthetic_attributes")].out_dir, copy)
-    with pytest.raises(ValueError, match="two reports for encoder 'random' on 'synthetic_attributes'"):
+    with pytest.raises(ValueError, match=r"two reports for encoder 'random' \(seed 1234\) on 'synthetic_attributes'"):
         compare([root / "reports", copy], tmp_path / "x")
 
 

@@ -143,3 +143,107 @@ def test_with_ci_and_undefined_values():
     scores = np.linspace(1, 0, 10)
     lo, hi = M.bootstrap_ci(lambda idx: M.roc_auc(scores[idx], labels[idx]), 10, n_resamples=200, seed=1)
     assert lo == hi == 1.0
+
+
+# --- standard protocols: LFW 10-fold accuracy, parsing on the original image, box crops -----------
+
+def test_best_threshold_by_hand():
+    # scores 0.1 (diff), 0.35 (diff), 0.4 (same), 0.8 (same): accepting above 0.375 is right 4/4;
+    # above 0.225: 3/4; above 0.6: 3/4; everything or nothing: 2/4.
+    t = M.best_threshold([0.1, 0.4, 0.35, 0.8], [False, True, False, True])
+    assert t == pytest.approx(0.375)
+    # ties go to the smallest threshold: every cut between 0.2 and 0.5 is right 3/4 of the time
+    assert M.best_threshold([0.2, 0.5, 0.6, 0.1], [True, False, True, False]) == pytest.approx(0.15)
+
+
+def test_kfold_verification_chooses_each_threshold_on_the_other_folds():
+    # three folds, two pairs each: (score, same)
+    #   fold 0: (0.9, T) (0.2, F)   fold 1: (0.6, T) (0.5, F)   fold 2: (0.3, T) (0.1, F)
+    scores = np.array([0.9, 0.2, 0.6, 0.5, 0.3, 0.1])
+    same = np.array([True, False, True, False, True, False])
+    fold = np.array([0, 0, 1, 1, 2, 2])
+    res = M.kfold_verification(scores, same, fold)
+    # fold 0 from folds 1+2 {0.6T 0.5F 0.3T 0.1F}: best cut 0.2 (3/4; first of the ties) -> fold 0: 0.9 > 0.2
+    # right, 0.2 > 0.2 false -> right: 1.0. fold 1 from folds 0+2 {0.9T 0.2F 0.3T 0.1F}: cut 0.25 (4/4)
+    # -> 0.6 right, 0.5 accepted, wrong: 0.5. fold 2 from folds 0+1 {0.9T 0.2F 0.6T 0.5F}: cut 0.55 ->
+    # 0.3 rejected (wrong), 0.1 rejected (right): 0.5.
+    np.testing.assert_allclose(res.thresholds, [0.2, 0.25, 0.55])
+    np.testing.assert_allclose(res.accuracy, [1.0, 0.5, 0.5])
+    np.testing.assert_array_equal(res.correct, [True, True, True, False, False, True])
+    np.testing.assert_allclose(res.auc, [1.0, 1.0, 1.0])
+    # (P, K) scores: fold k's column is what fold k's model gives every pair
+    per_model = np.repeat(scores[:, None], 3, axis=1)
+    per_model[:, 1] = [0.9, 0.2, 0.6, 0.7, 0.3, 0.1]  # model 1 ranks fold 1's negative above its positive
+    assert M.kfold_verification(per_model, same, fold).auc[1] == 0.0
+    with pytest.raises(ValueError, match="folds 0..K-1"):
+        M.kfold_verification(scores, same, np.array([0, 0, 1, 1, 3, 3]))
+
+
+def test_repeat_summary_t_interval_by_hand():
+    s = M.repeat_summary([0.70, 0.74, 0.72])
+    # mean 0.72, sd sqrt((0.02^2 + 0.02^2) / 2) = 0.02, half-width t(0.975, 2) * 0.02 / sqrt(3)
+    half = 4.303 * 0.02 / math.sqrt(3)
+    assert s["mean"] == pytest.approx(0.72) and s["sd"] == pytest.approx(0.02) and s["n"] == 3
+    assert (s["ci_low"], s["ci_high"]) == (pytest.approx(0.72 - half), pytest.approx(0.72 + half))
+    one = M.repeat_summary([0.5])
+    assert one["sd"] is None and one["ci_low"] is None and one["mean"] == 0.5
+
+
+def test_t_quantiles_match_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    for df in range(1, 31):
+        assert M.t_quantile_975(df) == pytest.approx(stats.t.ppf(0.975, df), abs=6e-4)
+    assert M.t_quantile_975(100) == M.t_quantile_975(30) >= stats.t.ppf(0.975, 100)
+
+
+def test_confusion_of_one_map_and_per_image_confusions():
+    gt = np.array([[0, 1], [1, 2]])
+    pred = np.array([[0, 1], [2, 2]])
+    np.testing.assert_array_equal(M.confusion(pred, gt, 3), [[1, 0, 0], [0, 1, 1], [0, 0, 1]])
+    stack = M.parsing_confusion(np.stack([pred, gt]), np.stack([gt, gt]), 3)
+    np.testing.assert_array_equal(stack[0], M.confusion(pred, gt, 3))
+    np.testing.assert_array_equal(stack[1], np.diag([1, 2, 1]))
+
+
+def test_warp_back_scores_on_the_original_grid_by_hand():
+    from paco_fr.eval.adapters.parsing import resize_matrix
+    from paco_fr.eval.dense import maps_to_labels, warp_back_labels
+
+    # An 8 x 8 label image whose crop is its 4 x 4 resize; the score map says class 1 on the crop's
+    # left half. Original column u sits at crop x = 0.5 u - 0.25: columns 0-3 (x <= 1.25) score
+    # class 1 at >= 0.75, columns 4-7 at <= 0.25.
+    maps = np.zeros((2, 4, 4), np.float32)
+    maps[1, :, :2] = 1.0
+    maps[0, :, 2:] = 1.0
+    labels = warp_back_labels(maps, 4, resize_matrix((8, 8), 4), (8, 8))
+    np.testing.assert_array_equal(labels, np.tile([1, 1, 1, 1, 0, 0, 0, 0], (8, 1)))
+    # F1 of class 1 against a truth whose left 3 columns are class 1: tp 24, fp 8, fn 0 -> 48 / 56
+    truth = np.zeros((8, 8), int)
+    truth[:, :3] = 1
+    assert M.f1_from_confusion(M.confusion(labels, truth, 2))[1] == pytest.approx(48 / 56)
+    # With the crop covering the original one to one, warping back is the crop's own prediction.
+    same = warp_back_labels(maps, 4, np.array([[1.0, 0, 0], [0, 1.0, 0]]), (4, 4))
+    np.testing.assert_array_equal(same, maps_to_labels(maps[None], 4)[0])
+    # Pixels the crop never saw are background: shift by 2, the crop covers original columns 2-5.
+    shifted = warp_back_labels(maps, 4, np.array([[1.0, 0, -2.0], [0, 1.0, 0]]), (4, 8), background=0)
+    assert (shifted[:, :2] == 0).all() and (shifted[:, 6:] == 0).all()
+    np.testing.assert_array_equal(shifted[:, 2:6], np.tile([1, 1, 0, 0], (4, 1)))
+    # the prior correction scales each class's score before the arg-max
+    favoured = warp_back_labels(maps * 0.4 + 0.3, 4, resize_matrix((8, 8), 4), (8, 8),
+                                class_scale=np.array([10.0, 1.0]))
+    assert (favoured == 0).all()
+
+
+def test_box_crop_matrix_by_hand():
+    from paco_fr.eval.build import box_crop_matrix
+
+    # points spanning (10, 10)-(30, 20): box side 20 x 1.25 = 25 centred at (20, 15), onto 50 px:
+    # scale 2, the box's edge (7.5, 2.5) at the crop's edge -0.5.
+    m = box_crop_matrix(np.array([[10.0, 10.0], [30.0, 20.0]]), 50)
+    np.testing.assert_allclose(m, [[2.0, 0.0, -15.5], [0.0, 2.0, -5.5]])
+    # NME does not change under the crop's scale and shift: it is the NME in the original image
+    rng = np.random.default_rng(0)
+    gt = rng.uniform(0, 100, size=(3, 68, 2))
+    pred = gt + rng.normal(size=gt.shape)
+    crop = lambda p: p @ m[:, :2].T + m[:, 2]  # noqa: E731
+    np.testing.assert_allclose(M.nme_per_image(crop(pred), crop(gt), (36, 45)), M.nme_per_image(pred, gt, (36, 45)))

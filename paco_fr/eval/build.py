@@ -139,6 +139,32 @@ def jittered_matrix(keypoints5: np.ndarray, ctx: BuildContext, rng: np.random.Ge
     return (jitter @ np.vstack([matrix, [0.0, 0.0, 1.0]]))[:2]
 
 
+# HRNet's face box: the annotation's square box (scale = side / 200) enlarged 1.25 times.
+BOX_ENLARGE = 1.25
+
+
+def box_crop_matrix(points: np.ndarray, crop_size: int, enlarge: float = BOX_ENLARGE) -> np.ndarray:
+    """(2, 3) scale-and-shift (no rotation) mapping the square box around `points` onto the crop: the
+    centre of their bounding box, side = its longer side x `enlarge`. The face keeps its roll, as in
+    the standard 300W / WFLW protocols; only where the box is comes from the ground truth."""
+    pts = np.asarray(points, dtype=np.float64)
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    side = float((hi - lo).max()) * enlarge
+    if side <= 0:
+        raise ValueError("degenerate landmarks: their bounding box is empty")
+    scale = crop_size / side
+    corner = (lo + hi) / 2.0 - side / 2.0
+    # Pixel centres at integers: the crop's outer edge is at -0.5, where the box's edge lands.
+    shift = -corner * scale - 0.5
+    return np.array([[scale, 0.0, shift[0]], [0.0, scale, shift[1]]])
+
+
+def box_crop(image: np.ndarray, points: np.ndarray, ctx: BuildContext) -> tuple[np.ndarray, np.ndarray]:
+    """The box crop of :func:`box_crop_matrix` and the points in crop pixels."""
+    matrix = box_crop_matrix(points, ctx.crop_size)
+    return warp_image(image, matrix, ctx.crop_size), transform_points(points, matrix).astype(np.float32)
+
+
 def align_with_jitter(image: np.ndarray, keypoints5: np.ndarray, ctx: BuildContext, rng: np.random.Generator,
                       extra_points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Jittered alignment (:func:`jittered_matrix`). Returns (crop, transformed points)."""

@@ -18,9 +18,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "eval.cache_dir; the protocol (eval.protocol) chooses its hyperparameters on val and "
                     "reports test metrics with 95 %% bootstrap intervals. --list shows the registry.",
     )
-    ev.add_argument("--encoder", metavar="DIR|random|random:DIR|pixels",
+    ev.add_argument("--encoder", metavar="DIR|random|random:DIR|pixels|hog",
                     help="a pre-trained encoder folder; 'random' (architecture of params model:, fixed seed); "
-                         "'random:DIR' (architecture of that encoder); 'pixels' (raw-pixel sanity baseline)")
+                         "'random:DIR' (architecture of that encoder); 'pixels' (raw-pixel sanity baseline); "
+                         "'hog' (histograms of oriented gradients, the classical baseline)")
     ev.add_argument("--benchmark", metavar="NAME|all", help="a registry name (see --list) or 'all'")
     ev.add_argument("--out", metavar="DIR", help="report folder")
     ev.add_argument("--data-root", default=None, metavar="DIR",

@@ -100,6 +100,32 @@ class BenchmarkData:
         return digest.hexdigest()
 
 
+# Parsing protocols that score on the original image keep each test item's label map at its own
+# size (ragged, so packed flat) and the affine map from its pixels to the crop's.
+ORIGINAL_LABEL_KEYS = ("orig_label_flat", "orig_label_shape", "orig_label_offset", "orig_to_crop")
+
+
+def pack_original_labels(labels: list[np.ndarray | None], orig_to_crop: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Targets holding `labels[i]` ((H_i, W_i) uint8, or None for items not scored there) and the
+    (2, 3) matrices mapping original pixels to crop pixels."""
+    shapes = np.asarray([lab.shape if lab is not None else (0, 0) for lab in labels], dtype=np.int64).reshape(-1, 2)
+    sizes = shapes.prod(axis=1)
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    flat = [lab.reshape(-1) for lab in labels if lab is not None]
+    return {"orig_label_flat": np.concatenate(flat).astype(np.uint8) if flat else np.zeros(0, np.uint8),
+            "orig_label_shape": shapes, "orig_label_offset": offsets,
+            "orig_to_crop": np.asarray(orig_to_crop, dtype=np.float64).reshape(-1, 2, 3)}
+
+
+def original_label(data: "BenchmarkData", i: int) -> np.ndarray:
+    """The original-resolution label map of item i (see :func:`pack_original_labels`)."""
+    h, w = (int(v) for v in data.targets["orig_label_shape"][i])
+    if h * w == 0:
+        raise BenchmarkDataError(f"item {i} has no original-resolution label map")
+    start = int(data.targets["orig_label_offset"][i])
+    return data.targets["orig_label_flat"][start:start + h * w].reshape(h, w)
+
+
 def cache_key(name: str, build_params: Mapping[str, Any]) -> str:
     blob = json.dumps({"name": name, "format": CACHE_FORMAT, **build_params}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -161,6 +187,12 @@ def stratified_split(labels: np.ndarray, fractions: tuple[float, float, float], 
         split[idx[n_train:n_train + n_val]] = VAL
         split[idx[n_train + n_val:]] = TEST
     return split
+
+
+def whole_split_kept(split: np.ndarray, keep: np.ndarray, which: int = TEST) -> bool:
+    """Whether the subsample `keep` (indices into `split`) holds every item of split `which`: a
+    published number is comparable only with a score on the whole official test split."""
+    return int((split[keep] == which).sum()) == int((split == which).sum())
 
 
 def subsample_per_split(split: np.ndarray, caps: Mapping[int, int], seed: int) -> np.ndarray:

@@ -8,6 +8,8 @@ Specs accepted by :func:`resolve_encoder`:
 - ``random:DIR``: the architecture recorded in that encoder's model card, randomly initialised.
 - ``pixels``: no network; the image itself, downsampled, as features (a sanity baseline: a task a
   linear probe solves from raw pixels says little about a representation).
+- ``hog``: no network; histograms of oriented gradients (scikit-image's ``hog``, Dalal and Triggs'
+  descriptor), the classical baseline a learned representation should beat.
 
 Features (all computed in one pass, batched, under ``torch.inference_mode``):
 
@@ -19,6 +21,10 @@ Features (all computed in one pass, batched, under ``torch.inference_mode``):
   CLS and the mean discard; masked-image-modelling encoders put most of what they learn there
 For ``pixels``: ``cls``, ``mean`` and ``grid`` are the image area-downsampled to PIXEL_GRID x
 PIXEL_GRID x 3 (flattened, in [0, 1]), ``patch`` is each p x p patch's raw pixels (p*p*3 values).
+For ``hog``: ``cls``, ``mean`` and ``grid`` are one HOG descriptor of the crop (9 orientations,
+HOG_CELLS x HOG_CELLS cells, i.e. 8 px cells at 112 px, 2 x 2-cell blocks, L2-Hys, the colour
+channel with the largest gradient: 6,084 values at 112 px); ``patch`` is, per patch, one block of
+2 x 2 cells of half the patch size (36 values), so the dense tasks see the same grid as a ViT's tokens.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ from paco_fr.model.patches import to_model_input
 
 PIXEL_GRID = 16
 POOL_GRID = 4
+HOG_ORIENTATIONS = 9
+HOG_CELLS = 14
 FEATURE_KINDS = ("cls", "mean", "patch", "grid")
 
 
@@ -44,7 +52,7 @@ class EncoderHandle:
     label: str
     model: torch.nn.Module | None       # None for the pixels baseline
     card: dict[str, Any]
-    kind: str = "vit"                    # vit | pixels
+    kind: str = "vit"                    # vit | pixels | hog
     source_dir: str | None = None        # the encoder directory when loaded from disk
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -99,6 +107,13 @@ def resolve_encoder(spec: str, model_cfg: Any | None = None, *, seed: int = 0,
         card = {"encoder": {"name": "pixels", "img_size": img, "patch_size": patch,
                             "embed_dim": PIXEL_GRID * PIXEL_GRID * 3}, "preset": "pixels"}
         return EncoderHandle("pixels", None, card, kind="pixels")
+    if spec == "hog":
+        img = int(getattr(model_cfg, "img_size", default_img_size))
+        patch = int(getattr(model_cfg, "patch_size", default_patch_size))
+        card = {"encoder": {"name": "hog", "img_size": img, "patch_size": patch, "embed_dim": _hog_patch_dim(patch)},
+                "preset": "hog", "hog": {"orientations": HOG_ORIENTATIONS, "cells_across": HOG_CELLS,
+                                         "cells_per_block": 2, "block_norm": "L2-Hys", "library": "scikit-image"}}
+        return EncoderHandle("hog", None, card, kind="hog")
     if spec == "random" or spec.startswith("random:"):
         if spec == "random":
             if model_cfg is None:
@@ -139,6 +154,8 @@ def extract_features(handle: EncoderHandle, images: np.ndarray, kinds: Iterable[
         raise ValueError(f"images are {images.shape[1]} px, the encoder expects {handle.img_size}")
     if handle.kind == "pixels":
         return _pixel_features(images, handle.patch_size, kinds)
+    if handle.kind == "hog":
+        return _hog_features(images, handle.patch_size, kinds, desc)
     model = handle.model
     assert model is not None
     model.eval()
@@ -193,4 +210,38 @@ def _pixel_features(images: np.ndarray, patch: int, kinds: tuple[str, ...]) -> d
         g = s // patch
         out["patch"] = (x[:, : g * patch, : g * patch].reshape(n, g, patch, g, patch, 3)
                         .transpose(0, 1, 3, 2, 4, 5).reshape(n, g * g, patch * patch * 3))
+    return out
+
+
+def _hog_patch_dim(patch: int) -> int:
+    return HOG_ORIENTATIONS * (4 if patch % 2 == 0 else 1)
+
+
+def _hog_features(images: np.ndarray, patch: int, kinds: tuple[str, ...], desc: str) -> dict[str, np.ndarray]:
+    from skimage.feature import hog
+
+    n, s = images.shape[0], images.shape[1]
+    g = s // patch
+    cell = max(1, s // HOG_CELLS)
+    # Per patch one 2 x 2 block of half-patch cells: blocks start at every cell, so every second one
+    # lines up with the patch grid. An odd patch gets one cell (and one histogram) per patch.
+    patch_cell, patch_block = (patch // 2, 2) if patch % 2 == 0 else (patch, 1)
+    want_global = any(k in kinds for k in ("cls", "mean", "grid"))
+    glob, tokens = [], []
+    for img in tqdm(images, desc=desc, unit="img", leave=False):
+        if want_global:
+            glob.append(hog(img, orientations=HOG_ORIENTATIONS, pixels_per_cell=(cell, cell), cells_per_block=(2, 2),
+                            block_norm="L2-Hys", channel_axis=-1).astype(np.float32))
+        if "patch" in kinds:
+            blocks = hog(img, orientations=HOG_ORIENTATIONS, pixels_per_cell=(patch_cell, patch_cell),
+                         cells_per_block=(patch_block, patch_block), block_norm="L2-Hys", channel_axis=-1,
+                         feature_vector=False)  # (rows, cols, b, b, orientations)
+            step = 2 if patch_block == 2 else 1
+            tokens.append(blocks[::step, ::step][:g, :g].reshape(g * g, -1).astype(np.float32))
+    out: dict[str, np.ndarray] = {}
+    if want_global:
+        stacked = np.stack(glob)
+        out.update({k: stacked for k in ("cls", "mean", "grid") if k in kinds})
+    if "patch" in kinds:
+        out["patch"] = np.stack(tokens)
     return out

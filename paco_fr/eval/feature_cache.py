@@ -4,7 +4,8 @@ Three synthetic benchmarks share one image pool and every DVC stage is its own p
 cache is on disk: `<cache_dir>/features/<encoder fingerprint>/<images hash>.npz` with the CLS,
 mean-pooled and patch-token features (float32; about 105 MB for 700 images of ViT-tiny at 112/8).
 The encoder fingerprint hashes its architecture and every weight tensor, so a retrained encoder
-never reads stale features; the pixels baseline is cheap and never cached.
+never reads stale features; the pixels baseline is cheap and never cached, the HOG baseline is
+cached like an encoder (keyed by its parameters).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ def encoder_fingerprint(handle: EncoderHandle) -> str:
     digest = hashlib.sha256()
     enc = handle.card.get("encoder", {})
     digest.update(f"{handle.kind}|{enc.get('name')}|{enc.get('img_size')}|{enc.get('patch_size')}".encode())
+    if handle.kind == "hog":  # no weights: the descriptor's parameters are its identity
+        digest.update(repr(sorted(handle.card.get("hog", {}).items())).encode())
     if handle.model is not None:
         for name, tensor in sorted(handle.model.state_dict().items()):
             digest.update(name.encode())

@@ -32,7 +32,9 @@ from tqdm import tqdm
 
 from paco_fr.eval import metrics as M
 from paco_fr.eval.data import TEST, TRAIN, VAL, BenchmarkData
-from paco_fr.eval.protocols import ProtocolOutput, ProtocolSettings, parsing_confusion, subgrid_for
+from paco_fr.eval.dense import maps_to_labels, subgrid_for
+from paco_fr.eval.metrics import parsing_confusion
+from paco_fr.eval.protocol_types import ProtocolOutput, ProtocolSettings
 from paco_fr.model.patches import to_model_input
 
 EMBED_DIM = 128
@@ -91,12 +93,14 @@ class PatchClassifierHead(nn.Module):
         self.fc = nn.Linear(dim, sub * sub * n_classes)
         self.grid, self.sub, self.n_classes, self.size = grid, sub, n_classes, size
 
-    def forward(self, f: dict[str, torch.Tensor]) -> torch.Tensor:
+    def maps(self, f: dict[str, torch.Tensor]) -> torch.Tensor:
         b = f["patch"].shape[0]
         g, s, c = self.grid, self.sub, self.n_classes
         x = self.fc(self.norm(f["patch"])).view(b, g, g, s, s, c)
-        x = x.permute(0, 5, 1, 3, 2, 4).reshape(b, c, g * s, g * s)
-        return F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)  # [B,C,S,S]
+        return x.permute(0, 5, 1, 3, 2, 4).reshape(b, c, g * s, g * s)  # [B,C,g*s,g*s] sub-cell logits
+
+    def forward(self, f: dict[str, torch.Tensor]) -> torch.Tensor:
+        return F.interpolate(self.maps(f), size=(self.size, self.size), mode="bilinear", align_corners=False)  # [B,C,S,S]
 
 
 class FeatureSource:
@@ -212,9 +216,10 @@ def _task_parts(data: BenchmarkData, dim: int, patch_size: int, s: ProtocolSetti
         head = PatchClassifierHead(dim, n_classes, data.crop_size // patch_size, sub, data.crop_size)
         ignore = tuple(data.meta.get("ignore_in_mean", [0]))
         loss = lambda h, f, idx: F.cross_entropy(h(f), labels[idx])  # noqa: E731
-        predict = lambda h, f: h(f).argmax(1).to(torch.uint8)  # noqa: E731
+        predict = lambda h, f: h.maps(f)  # noqa: E731  (low-resolution logits; labels by maps_to_labels)
         metric = lambda outs, idx: M.mean_f1(  # noqa: E731
-            parsing_confusion(torch.cat(outs).numpy(), maps[idx], n_classes).sum(0), exclude=ignore)
+            parsing_confusion(maps_to_labels(torch.cat(outs).numpy(), data.crop_size), maps[idx], n_classes).sum(0),
+            exclude=ignore)
         return head, loss, predict, metric, "mean F1 (background excluded)"
     if task == "verification":
         identity = data.targets["identity"]
@@ -251,7 +256,10 @@ def _collect(task: str, data: BenchmarkData, outs: list[torch.Tensor], te: np.nd
     if task == "landmarks":
         return {"landmarks": (out * data.crop_size).astype(np.float32)}
     if task == "parsing":
-        return {"label_map": out.astype(np.uint8)}
+        preds = {"label_map": maps_to_labels(out, data.crop_size)}
+        if "orig_label_flat" in data.targets:  # scored on the original image: scoring warps the maps back
+            preds["score_maps"] = out.astype(np.float32)
+        return preds
     pairs, same, pair_split = data.targets["pairs"], data.targets["pair_same"], data.targets["pair_split"]
     test_pairs = pairs[pair_split == TEST]
     return {"pair_scores": _pair_scores(outs, te, test_pairs), "pair_same": same[pair_split == TEST]}

@@ -10,8 +10,13 @@ from paco_fr.eval.build import BuildContext
 from paco_fr.eval.registry import Benchmark
 
 
+def build_params(benchmark: Benchmark, ctx: BuildContext) -> dict:
+    # The protocol key is part of the build: a new protocol version is a new build, never a stale cache.
+    return {**ctx.cache_params(), "protocol": benchmark.protocol.key}
+
+
 def cache_directory(benchmark: Benchmark, ctx: BuildContext, cache_dir: str | os.PathLike[str]) -> Path:
-    return Path(cache_dir) / benchmark.name / D.cache_key(benchmark.name, ctx.cache_params())
+    return Path(cache_dir) / benchmark.name / D.cache_key(benchmark.name, build_params(benchmark, ctx))
 
 
 def materialise(benchmark: Benchmark, ctx: BuildContext,
@@ -32,5 +37,5 @@ def materialise(benchmark: Benchmark, ctx: BuildContext,
     if directory.exists():  # built meanwhile by another process
         cached, version = D.load(directory)
         return cached, version, directory, True
-    version = D.save(data, directory, {"benchmark": benchmark.name, **ctx.cache_params()})
+    version = D.save(data, directory, {"benchmark": benchmark.name, **build_params(benchmark, ctx)})
     return data, version, directory, False

@@ -36,10 +36,19 @@ class MetricValue:
     ci_low: float
     ci_high: float
     n: int
+    # Cross-validated metrics (LFW's 10 folds): the standard deviation over folds and each fold's value.
+    sd: float | None = None
+    per_fold: tuple[float, ...] | None = None
 
-    def as_dict(self) -> dict[str, float | int]:
-        return {"value": _finite_or_none(self.value), "ci_low": _finite_or_none(self.ci_low),
-                "ci_high": _finite_or_none(self.ci_high), "n": int(self.n)}
+    def as_dict(self) -> dict[str, float | int | list | None]:
+        out: dict[str, float | int | list | None] = {
+            "value": _finite_or_none(self.value), "ci_low": _finite_or_none(self.ci_low),
+            "ci_high": _finite_or_none(self.ci_high), "n": int(self.n)}
+        if self.sd is not None:
+            out["sd"] = _finite_or_none(self.sd)
+        if self.per_fold is not None:
+            out["per_fold"] = [_finite_or_none(v) for v in self.per_fold]
+        return out
 
 
 def _finite_or_none(x: float) -> float | None:
@@ -88,6 +97,18 @@ def f1_from_confusion(cm: np.ndarray) -> np.ndarray:
     denom = 2 * tp + fp + fn
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(denom > 0, 2 * tp / np.where(denom > 0, denom, 1), np.nan)
+
+
+def parsing_confusion(pred: np.ndarray, gt: np.ndarray, n_classes: int) -> np.ndarray:
+    """(n, H, W) x2 -> (n, C, C) per-image confusion matrices (summable for the dataset)."""
+    idx = gt.reshape(len(gt), -1).astype(np.int64) * n_classes + pred.reshape(len(pred), -1).astype(np.int64)
+    return np.stack([np.bincount(row, minlength=n_classes * n_classes) for row in idx]).reshape(-1, n_classes, n_classes)
+
+
+def confusion(pred: np.ndarray, gt: np.ndarray, n_classes: int) -> np.ndarray:
+    """(C, C) confusion of one label map of any shape (rows true, columns predicted)."""
+    idx = gt.reshape(-1).astype(np.int64) * n_classes + pred.reshape(-1).astype(np.int64)
+    return np.bincount(idx, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
 
 def mean_f1(cm: np.ndarray, exclude: Sequence[int] = (0,)) -> float:
@@ -187,6 +208,84 @@ def tar_at_far(scores: np.ndarray, labels: np.ndarray, far_target: float) -> flo
     far, tar, _ = roc_curve(scores, labels)
     ok = far <= far_target + 1e-12
     return float(tar[ok].max())
+
+
+def best_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The threshold t maximising the accuracy of "same when score > t": candidates are the
+    midpoints between consecutive distinct scores and one value beyond each end (accept all,
+    reject all); ties go to the smallest t."""
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=bool)
+    _same_length(scores, labels)
+    if scores.size == 0:
+        raise ValueError("no pairs to choose a threshold on")
+    u = np.unique(scores)
+    candidates = np.r_[u[0] - 1.0, (u[:-1] + u[1:]) / 2.0, u[-1] + 1.0]
+    order = np.sort(scores[labels]), np.sort(scores[~labels])
+    # correct = positives above t + negatives at or below t
+    above_pos = len(order[0]) - np.searchsorted(order[0], candidates, side="right")
+    below_neg = np.searchsorted(order[1], candidates, side="right")
+    return float(candidates[int(np.argmax(above_pos + below_neg))])
+
+
+@dataclass(frozen=True)
+class FoldAccuracy:
+    accuracy: np.ndarray      # (K,) accuracy of each fold at its threshold
+    thresholds: np.ndarray    # (K,) chosen on the other folds
+    correct: np.ndarray       # (P,) bool: each pair judged by its own fold's model and threshold
+    auc: np.ndarray           # (K,) ROC AUC of each fold's pairs
+
+
+def kfold_verification(scores: np.ndarray, labels: np.ndarray, fold: np.ndarray) -> FoldAccuracy:
+    """The LFW View 2 protocol: for each fold k, the threshold is chosen (:func:`best_threshold`)
+    on the pairs of the other folds and applied to fold k's pairs.
+
+    scores: (P,) one score per pair, or (P, K) the score of every pair under the model fitted
+    without fold k (column k), so that fold k's threshold is chosen on what that model gives the
+    other folds; labels: (P,) same identity; fold: (P,) fold index 0..K-1."""
+    scores, labels, fold = np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=bool), np.asarray(fold)
+    folds = np.unique(fold)
+    if scores.ndim == 1:
+        scores = np.repeat(scores[:, None], len(folds), axis=1)
+    if scores.shape != (len(labels), len(folds)) or not np.array_equal(folds, np.arange(len(folds))):
+        raise ValueError(f"expected (P,) or (P, K) scores and folds 0..K-1, got {scores.shape} and folds {folds}")
+    acc, thresholds, auc = np.empty(len(folds)), np.empty(len(folds)), np.empty(len(folds))
+    correct = np.zeros(len(labels), dtype=bool)
+    for k in folds:
+        test, train = fold == k, fold != k
+        thresholds[k] = best_threshold(scores[train, k], labels[train])
+        correct[test] = (scores[test, k] > thresholds[k]) == labels[test]
+        acc[k] = correct[test].mean()
+        auc[k] = roc_auc(scores[test, k], labels[test])
+    return FoldAccuracy(acc, thresholds, correct, auc)
+
+
+# --- repeats (pre-training seeds) ---------------------------------------------------------------
+
+# Two-sided 95 % quantiles of Student's t for 1..30 degrees of freedom (checked against scipy in
+# tests/test_metrics.py); beyond 30 the value for 30 is used (slightly conservative).
+T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+         2.045, 2.042)
+
+
+def t_quantile_975(df: int) -> float:
+    if df < 1:
+        raise ValueError("a t interval needs at least two repeats")
+    return T_975[min(df, len(T_975)) - 1]
+
+
+def repeat_summary(values: Sequence[float]) -> dict[str, float | int | None]:
+    """Mean, sample standard deviation (ddof 1) and the 95 % t interval of the mean over repeats
+    (pre-training seeds): mean +- t(0.975, n-1) sd / sqrt(n). With one repeat sd and the interval
+    are None."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        raise ValueError("no values")
+    if v.size == 1:
+        return {"mean": float(v[0]), "sd": None, "n": 1, "ci_low": None, "ci_high": None}
+    mean, sd = float(v.mean()), float(v.std(ddof=1))
+    half = t_quantile_975(v.size - 1) * sd / np.sqrt(v.size)
+    return {"mean": mean, "sd": sd, "n": int(v.size), "ci_low": mean - half, "ci_high": mean + half}
 
 
 # --- bootstrap ----------------------------------------------------------------------------------

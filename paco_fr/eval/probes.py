@@ -209,22 +209,32 @@ def fit_lda_path(x: np.ndarray, identity: np.ndarray, shrinkages: tuple[float, .
     """:func:`fit_lda` for several shrinkages at the cost of about one: shrinking towards a multiple
     of the identity keeps the eigenvectors of Sw, so Sw is decomposed once; and the between-class
     scatter has rank < n_identities, so its whitened form is decomposed by an SVD of the
-    (n_identities, D) class-mean matrix rather than an eigh of a (D, D) one."""
+    (n_identities, D) class-mean matrix rather than an eigh of a (D, D) one.
+
+    With more dimensions than samples (grid features, HOG) the problem is solved in the span of the
+    centred samples (rank <= N) instead of all D dimensions: Sw and Sb are zero outside that span,
+    where the shrunk Sw is the constant s * tr(Sw) / D, so the whitened between-class directions,
+    and hence the projection, lie inside it. Exact, and an (N, N) eigh instead of a (D, D) one."""
     x = np.asarray(x, dtype=np.float64)
     ids, inverse = np.unique(identity, return_inverse=True)
     if len(ids) < 2:
         raise ValueError("LDA needs at least two identities")
-    d = x.shape[1]
+    n, d = x.shape
     mean = x.mean(axis=0)
-    class_means = np.zeros((len(ids), d))
+    basis = None
+    if d > n:
+        _, sv, vt = np.linalg.svd(x - mean, full_matrices=False)  # rows of vt span the centred samples
+        basis = vt[sv > sv[0] * 1e-10].T                          # (D, r)
+        x = (x - mean) @ basis                                    # (N, r), centred
+    class_means = np.zeros((len(ids), x.shape[1]))
     np.add.at(class_means, inverse, x)
     counts = np.bincount(inverse).astype(np.float64)
     class_means /= counts[:, None]
     within = x - class_means[inverse]
     sw = within.T @ within / len(x)
-    between = (class_means - mean) * np.sqrt(counts / len(x))[:, None]  # Sb = between.T @ between
+    between = (class_means - x.mean(axis=0)) * np.sqrt(counts / len(x))[:, None]  # Sb = between.T @ between
     sw_evals, sw_evecs = np.linalg.eigh(sw)
-    isotropic = np.trace(sw) / d
+    isotropic = np.trace(sw) / d  # the trace is the same in the span; D is the full dimension
     max_comp = min(len(ids) - 1, d)
     n_comp = max_comp if not n_components else min(n_components, max_comp)
     out: dict[float, Projection] = {}
@@ -232,8 +242,9 @@ def fit_lda_path(x: np.ndarray, identity: np.ndarray, shrinkages: tuple[float, .
         evals = (1 - shrinkage) * sw_evals + shrinkage * isotropic
         whiten = sw_evecs / np.sqrt(np.clip(evals, 1e-12, None))  # Sw^-1/2 (up to rotation)
         # Eigenvectors of whiten.T @ Sb @ whiten, largest first: right singular vectors.
-        _, _, vt = np.linalg.svd(between @ whiten, full_matrices=False)
-        out[shrinkage] = Projection(mean, whiten @ vt[:n_comp].T)
+        _, _, vt_b = np.linalg.svd(between @ whiten, full_matrices=False)
+        matrix = whiten @ vt_b[:n_comp].T
+        out[shrinkage] = Projection(mean, matrix if basis is None else basis @ matrix)
     return out
 
 

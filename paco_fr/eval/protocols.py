@@ -33,43 +33,23 @@ epoch and is not refitted.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from paco_fr.eval import metrics as M
 from paco_fr.eval.data import TEST, TRAIN, VAL, BenchmarkData
+from paco_fr.eval.dense import (SCORE_FLOOR, maps_to_labels, parsing_targets, subgrid_for,  # noqa: F401 (re-exported)
+                                token_scores_to_maps)
+from paco_fr.eval.finetune import run_finetune
+from paco_fr.eval.metrics import parsing_confusion
 from paco_fr.eval.probes import (RidgePath, Standardizer, cosine_pair_scores, fit_lda, fit_lda_path, fit_logistic,
                                  fit_logistic_path, fit_ridge, knn_vote)
+from paco_fr.eval.protocol_types import ProtocolOutput, ProtocolSettings
 
 PROTOCOLS = ("linear", "knn", "finetune")
-
-
-@dataclass
-class ProtocolSettings:
-    """The parts of EvalConfig that protocols read (kept separate so tests can build one)."""
-
-    protocol: str = "linear"
-    l2_grid: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
-    ridge_grid: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
-    knn_k: tuple[int, ...] = (1, 3, 5, 10, 20)
-    lda_shrinkage: tuple[float, ...] = (0.1, 0.3, 0.6, 0.9)
-    parsing_subgrid: int = 4
-    finetune_epochs: int = 30
-    finetune_lr: float = 3e-3
-    finetune_encoder_lr: float = 0.0
-    finetune_batch_size: int = 64
-    seed: int = 0
-
-
-@dataclass
-class ProtocolOutput:
-    protocol: dict[str, Any]                      # name, feature, chosen values, val scores
-    test_index: np.ndarray                        # image indices of the test split
-    predictions: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def feature_kinds(task: str, protocol: str) -> tuple[str, ...]:
@@ -239,49 +219,15 @@ def run_landmarks(data: BenchmarkData, features: dict[str, np.ndarray], s: Proto
 
 # --- parsing --------------------------------------------------------------------------------------
 
-def subgrid_for(patch: int, wanted: int) -> int:
-    """Largest divisor of the patch size not above `wanted` (sub-cells must tile a patch)."""
-    return max(d for d in range(1, max(1, min(wanted, patch)) + 1) if patch % d == 0)
-
-
-def parsing_targets(label_maps: np.ndarray, n_classes: int, patch: int, sub: int) -> np.ndarray:
-    """(n, S, S) labels -> (n * g * g, sub * sub * C) class fractions of each sub-cell, patch-major
-    in the row-major grid order of the patch tokens."""
-    n, size, _ = label_maps.shape
-    g, cell = size // patch, patch // sub
-    onehot = np.eye(n_classes, dtype=np.float32)[label_maps[:, : g * patch, : g * patch]]  # (n,S,S,C)
-    frac = onehot.reshape(n, g, sub, cell, g, sub, cell, n_classes).mean(axis=(3, 6))  # (n,g,sub,g,sub,C)
-    return frac.transpose(0, 1, 3, 2, 4, 5).reshape(n * g * g, sub * sub * n_classes)
-
-
 def parsing_predict(scores: np.ndarray, n: int, g: int, sub: int, n_classes: int, size: int,
                     batch: int = 32, class_scale: np.ndarray | None = None) -> np.ndarray:
     """(n * g * g, sub * sub * C) per-token scores -> (n, size, size) uint8 labels, by bilinear
-    upsampling of the sub-cell score maps. `class_scale` (C,) multiplies the upsampled scores
-    (clipped at SCORE_FLOOR) before the arg-max: the prior correction of :func:`run_parsing`."""
-    maps = (scores.reshape(n, g, g, sub, sub, n_classes).transpose(0, 5, 1, 3, 2, 4)
-            .reshape(n, n_classes, g * sub, g * sub))
-    scale = None if class_scale is None else torch.as_tensor(class_scale, dtype=torch.float32).view(1, -1, 1, 1)
-    out = np.empty((n, size, size), dtype=np.uint8)
-    for start in range(0, n, batch):
-        t = torch.from_numpy(np.ascontiguousarray(maps[start:start + batch], dtype=np.float32))
-        up = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)
-        if scale is not None:
-            up = up.clamp_min(SCORE_FLOOR) * scale
-        out[start:start + batch] = up.max(dim=1).indices.numpy().astype(np.uint8)  # 4x faster than argmax here
-    return out
+    upsampling of the sub-cell score maps (paco_fr.eval.dense.maps_to_labels, with the prior
+    correction `class_scale` of :func:`run_parsing`)."""
+    return maps_to_labels(token_scores_to_maps(scores, n, g, sub, n_classes), size, class_scale, batch)
 
 
-# Least-squares class scores approximate p(class | pixel) and may dip below zero; they are floored
-# here before the prior correction divides them by p(class)^power.
-SCORE_FLOOR = 1e-4
 PRIOR_POWERS = (0.0, 0.5, 1.0)
-
-
-def parsing_confusion(pred: np.ndarray, gt: np.ndarray, n_classes: int) -> np.ndarray:
-    """(n, S, S) x2 -> (n, C, C) per-image confusion matrices (summable for the dataset)."""
-    idx = gt.reshape(len(gt), -1).astype(np.int64) * n_classes + pred.reshape(len(pred), -1).astype(np.int64)
-    return np.stack([np.bincount(row, minlength=n_classes * n_classes) for row in idx]).reshape(-1, n_classes, n_classes)
 
 
 def _class_prior(targets: np.ndarray, n_classes: int) -> np.ndarray:
@@ -321,8 +267,11 @@ def run_parsing(data: BenchmarkData, features: dict[str, np.ndarray], s: Protoco
     std = Standardizer.fit(rows(tv))
     targets_tv = parsing_targets(maps[tv], n_classes, patch_size, sub)
     model = fit_ridge(std(rows(tv)), targets_tv, alpha)
-    pred = parsing_predict(model(std(rows(te))), len(te), g, sub, n_classes, size,
-                           class_scale=_class_prior(targets_tv, n_classes) ** -power)
+    class_scale = _class_prior(targets_tv, n_classes) ** -power
+    test_maps = token_scores_to_maps(model(std(rows(te))), len(te), g, sub, n_classes)  # (n_te, C, g*sub, g*sub)
+    predictions = {"label_map": maps_to_labels(test_maps, size, class_scale)}
+    if "orig_label_flat" in data.targets:  # scored on the original image: scoring warps the maps back
+        predictions.update(score_maps=test_maps.astype(np.float32), class_scale=class_scale.astype(np.float32))
     requested = s.protocol
     protocol = {"name": "linear", "estimator": "per-patch ridge classifier on patch tokens, "
                 f"{sub}x{sub} sub-cells per patch, bilinear upsampling",
@@ -334,52 +283,83 @@ def run_parsing(data: BenchmarkData, features: dict[str, np.ndarray], s: Protoco
     if requested == "knn":
         protocol["note"] = "kNN is not defined for parsing; the linear protocol was used"
         protocol["requested"] = "knn"
-    return ProtocolOutput(protocol=protocol, test_index=te, predictions={"label_map": pred})
+    return ProtocolOutput(protocol=protocol, test_index=te, predictions=predictions)
 
 
 # --- verification ---------------------------------------------------------------------------------
 
-def run_verification(data: BenchmarkData, features: dict[str, np.ndarray], s: ProtocolSettings) -> ProtocolOutput:
-    pairs, same, pair_split = (data.targets["pairs"], data.targets["pair_same"], data.targets["pair_split"])
-    identity = data.targets["identity"]
-    tr, va = data.indices(TRAIN), data.indices(VAL)
-    tv = np.concatenate([tr, va])
-    val_pairs, test_pairs = pairs[pair_split == VAL], pairs[pair_split == TEST]
-    val_same = same[pair_split == VAL]
+def _fit_verification(features: dict[str, np.ndarray], identity: np.ndarray, fit_tr: np.ndarray,
+                      fit_all: np.ndarray, val_pairs: np.ndarray, val_same: np.ndarray,
+                      s: ProtocolSettings) -> tuple[np.ndarray, dict[str, Any], list[dict[str, Any]], str]:
+    """Choose the feature (and the LDA shrinkage) by the ROC AUC of `val_pairs` with models fitted on
+    the images `fit_tr`, refit on the images `fit_all`. Returns the embeddings of every image (a
+    pair's score is the cosine similarity of its two rows), the chosen values, the val table and
+    the estimator's name."""
     candidates = _global_candidates(features)
     scores: dict[tuple, float] = {}
     if s.protocol == "knn":
         for fname, x in candidates.items():
-            std = Standardizer.fit(x[tr])
+            std = Standardizer.fit(x[fit_tr])
             scores[(fname,)] = M.roc_auc(cosine_pair_scores(std(x), val_pairs), val_same)
         (fname,) = _pick(scores)
         x = candidates[fname]
-        std = Standardizer.fit(x[tv])
-        test_scores = cosine_pair_scores(std(x), test_pairs)
-        chosen: dict[str, Any] = {"feature": fname}
-        table = _scores_table(scores, ("feature",))
-        estimator = "cosine similarity of standardised features"
-    else:
-        for fname, x in candidates.items():
-            std = Standardizer.fit(x[tr])
-            z = std(x)
-            for shrink, proj in fit_lda_path(z[tr], identity[tr], tuple(s.lda_shrinkage)).items():
-                scores[(fname, shrink)] = M.roc_auc(cosine_pair_scores(proj(z), val_pairs), val_same)
-        fname, shrink = _pick(scores)
-        x = candidates[fname]
-        std = Standardizer.fit(x[tv])
-        z = std(x)
-        proj = fit_lda(z[tv], identity[tv], shrink)
-        test_scores = cosine_pair_scores(proj(z), test_pairs)
-        chosen = {"feature": fname, "lda_shrinkage": shrink, "components": int(proj.matrix.shape[1])}
-        table = _scores_table(scores, ("feature", "lda_shrinkage"))
-        estimator = "Fisher LDA on train identities + cosine similarity"
+        emb = Standardizer.fit(x[fit_all])(x)
+        return emb, {"feature": fname}, _scores_table(scores, ("feature",)), "cosine similarity of standardised features"
+    for fname, x in candidates.items():
+        z = Standardizer.fit(x[fit_tr])(x)
+        for shrink, proj in fit_lda_path(z[fit_tr], identity[fit_tr], tuple(s.lda_shrinkage)).items():
+            scores[(fname, shrink)] = M.roc_auc(cosine_pair_scores(proj(z), val_pairs), val_same)
+    fname, shrink = _pick(scores)
+    x = candidates[fname]
+    z = Standardizer.fit(x[fit_all])(x)
+    proj = fit_lda(z[fit_all], identity[fit_all], shrink)
+    chosen = {"feature": fname, "lda_shrinkage": shrink, "components": int(proj.matrix.shape[1])}
+    return proj(z), chosen, _scores_table(scores, ("feature", "lda_shrinkage")), \
+        "Fisher LDA on train identities + cosine similarity"
+
+
+def run_verification(data: BenchmarkData, features: dict[str, np.ndarray], s: ProtocolSettings) -> ProtocolOutput:
+    pairs, same, pair_split = (data.targets["pairs"], data.targets["pair_same"], data.targets["pair_split"])
+    tr, va = data.indices(TRAIN), data.indices(VAL)
+    emb, chosen, table, estimator = _fit_verification(
+        features, data.targets["identity"], tr, np.concatenate([tr, va]), pairs[pair_split == VAL],
+        same[pair_split == VAL], s)
     return ProtocolOutput(
         protocol={"name": s.protocol, "estimator": estimator, "chosen": chosen, "selection_metric": "ROC AUC",
                   "val_scores": table, "refit_on": "train+val",
                   "chosen_at_grid_edge": _grid_edges(chosen, {"lda_shrinkage": s.lda_shrinkage})},
         test_index=data.indices(TEST),
-        predictions={"pair_scores": test_scores, "pair_same": same[pair_split == TEST]})
+        predictions={"pair_scores": cosine_pair_scores(emb, pairs[pair_split == TEST]),
+                     "pair_same": same[pair_split == TEST]})
+
+
+def run_verification_folds(data: BenchmarkData, features: dict[str, np.ndarray],
+                           s: ProtocolSettings) -> ProtocolOutput:
+    """LFW's 10-fold protocol. For each test fold k the probe is fitted on the other nine folds'
+    images: hyperparameters chosen on the pairs of fold k - 1 with the remaining eight folds
+    fitted, then refitted on all nine. That fold's model scores every pair; scoring picks fold k's
+    threshold on the other folds' pairs (paco_fr.eval.metrics.kfold_verification)."""
+    pairs, same, pair_fold = data.targets["pairs"], data.targets["pair_same"], data.targets["pair_fold"]
+    image_fold, identity = data.targets["image_fold"], data.targets["identity"]
+    n_folds = int(pair_fold.max()) + 1
+    fold_scores = np.empty((len(pairs), n_folds))
+    per_fold, tables, edges, estimator = [], [], set(), ""
+    for k in range(n_folds):
+        val_fold = (k - 1) % n_folds
+        fit_all = np.flatnonzero(image_fold != k)
+        fit_tr = np.flatnonzero((image_fold != k) & (image_fold != val_fold))
+        val = pair_fold == val_fold
+        emb, chosen, table, estimator = _fit_verification(features, identity, fit_tr, fit_all, pairs[val], same[val], s)
+        fold_scores[:, k] = cosine_pair_scores(emb, pairs)
+        per_fold.append({"test_fold": k, "val_fold": val_fold, **chosen})
+        tables += [{"test_fold": k, **row} for row in table]
+        edges.update(_grid_edges(chosen, {"lda_shrinkage": s.lda_shrinkage}))
+    return ProtocolOutput(
+        protocol={"name": s.protocol, "estimator": estimator, "chosen": {"per_fold": per_fold},
+                  "selection_metric": "ROC AUC on the fold before the test fold", "val_scores": tables,
+                  "refit_on": "the nine folds other than the test fold", "chosen_at_grid_edge": sorted(edges)},
+        test_index=data.indices(TEST),
+        predictions={"fold_scores": fold_scores, "pair_same": same, "pair_fold": pair_fold})
 
 
 def run(data: BenchmarkData, features: dict[str, np.ndarray], settings: ProtocolSettings, *,
@@ -388,9 +368,16 @@ def run(data: BenchmarkData, features: dict[str, np.ndarray], settings: Protocol
     (`encoder` is only used by ``finetune`` with a non-zero encoder learning rate)."""
     if settings.protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {settings.protocol!r} (known: {', '.join(PROTOCOLS)})")
+    if data.task == "verification" and "pair_fold" in data.targets:
+        if settings.protocol == "finetune":
+            # Ten fine-tunings per encoder are not what a light head should cost: the folds use
+            # the linear probe, and the report says so.
+            out = run_verification_folds(data, features, replace(settings, protocol="linear"))
+            out.protocol.update(requested="finetune",
+                                note="the 10-fold protocol runs the linear probe (fine-tuning is not run per fold)")
+            return out
+        return run_verification_folds(data, features, settings)
     if settings.protocol == "finetune":
-        from paco_fr.eval.finetune import run_finetune
-
         return run_finetune(data, features, settings, encoder=encoder, patch_size=patch_size)
     if data.task in ("attributes", "expression", "classification"):
         return run_global(data, features, settings)

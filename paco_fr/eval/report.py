@@ -9,7 +9,7 @@ import numpy as np
 
 from paco_fr.eval import plots
 from paco_fr.eval.data import BenchmarkData
-from paco_fr.eval.protocols import ProtocolOutput
+from paco_fr.eval.protocol_types import ProtocolOutput
 from paco_fr.eval.scoring import Scores
 from paco_fr.io import write_json_atomic, write_text_atomic
 
@@ -33,13 +33,11 @@ def write_plots(out_dir: Path, data: BenchmarkData, out: ProtocolOutput, scores:
     elif task == "verification":
         written.append(plots.roc_plot(out_dir / "roc.png", d["roc"]["far"], d["roc"]["tar"], title))
     elif task == "parsing":
-        from paco_fr.masks.regions_def import REGION_COLOURS
-
         pick = te[:N_EXAMPLES]
         written.append(plots.parsing_examples_plot(out_dir / "parsing_examples.png", data.images[pick],
                                                    data.targets["label_map"][pick],
                                                    out.predictions["label_map"][:N_EXAMPLES],
-                                                   list(REGION_COLOURS), title))
+                                                   _palette(data.meta["class_names"]), title))
     elif task == "attributes":
         names = data.meta["attribute_names"]
         ms = [scores.metrics[f"accuracy/{n}"] for n in names]
@@ -48,22 +46,38 @@ def write_plots(out_dir: Path, data: BenchmarkData, out: ProtocolOutput, scores:
     return [p.name for p in written]
 
 
+def _palette(class_names: list[str]) -> list[tuple[int, int, int]]:
+    """Our regions' colours for our 9 classes; matplotlib's tab20 for a dataset's own classes."""
+    from paco_fr.masks.regions_def import REGION_COLOURS, REGIONS
+
+    if list(class_names) == list(REGIONS):
+        return list(REGION_COLOURS)
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab20"]
+    return [(0, 0, 0)] + [tuple(int(255 * c) for c in cmap(i % 20)[:3]) for i in range(len(class_names) - 1)]
+
+
 def _fmt(value: float | None, digits: int = 4) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
 
 
 def markdown(report: dict[str, Any]) -> str:
     m = report["metrics"]
+    enc, card = report["encoder"], report.get("model_card", {}).get("encoder", {})
+    bp = report.get("benchmark_protocol") or {}
     lines = [
         f"# {report['benchmark']}: {report['encoder_label']}",
         "",
         f"- task: **{report['task']}**; data: **{'synthetic' if report['synthetic'] else 'real'}**"
         + (f"; paper benchmark: {report['paper_name']}" if report.get("paper_name") else ""),
-        f"- encoder: `{report['encoder_spec']}` ({report['encoder'].get('encoder', {}).get('name', '?')}, "
-        f"{report['encoder'].get('encoder', {}).get('img_size', '?')} px, patch "
-        f"{report['encoder'].get('encoder', {}).get('patch_size', '?')})",
+        f"- benchmark protocol: **{bp.get('key', '?')}** ({'standard' if bp.get('standard') else 'ours'}): "
+        f"{bp.get('title', '')}" + ("" if bp.get("full_test_split") is not False
+                                    else "; **test split subsampled** (not the whole official test split)"),
+        f"- encoder: `{report['encoder_spec']}` (name {enc.get('name')}, preset {enc.get('preset')}, seed "
+        f"{enc.get('seed')}; {card.get('name', '?')}, {card.get('img_size', '?')} px, patch {card.get('patch_size', '?')})",
         f"- data version: `{report['data_version']}`; items: {report['data']['counts']}",
-        f"- protocol: **{report['protocol']['name']}** ({report['protocol']['estimator']}); chosen on val: "
+        f"- probe: **{report['protocol']['name']}** ({report['protocol']['estimator']}); chosen on val: "
         f"{report['protocol']['chosen']}; refit on: {report['protocol']['refit_on']}",
     ]
     if report["protocol"].get("note"):
@@ -80,7 +94,8 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     for name, v in m.items():
         bold = "**" if name == report["primary_metric"] else ""
-        lines.append(f"| {bold}{name}{bold} | {bold}{_fmt(v['value'])}{bold} | "
+        sd = f" ± {_fmt(v['sd'])} (sd over folds)" if v.get("sd") is not None else ""
+        lines.append(f"| {bold}{name}{bold} | {bold}{_fmt(v['value'])}{bold}{sd} | "
                      f"[{_fmt(v['ci_low'])}, {_fmt(v['ci_high'])}] | {v['n']} |")
     ref = report.get("details", {}).get("reference")
     if ref:

@@ -12,14 +12,17 @@ from typing import Any
 import numpy as np
 
 from paco_fr.eval import metrics as M
-from paco_fr.eval.data import TEST, BenchmarkData
+from paco_fr.eval.benchmark_protocols import BenchmarkProtocol
+from paco_fr.eval.data import TEST, BenchmarkData, original_label
+from paco_fr.eval.dense import warp_back_labels
+from paco_fr.eval.metrics import parsing_confusion
 from paco_fr.eval.paired import metric_on
-from paco_fr.eval.protocols import ProtocolOutput, parsing_confusion
+from paco_fr.eval.protocol_types import ProtocolOutput
 
 FAILURE_THRESHOLD = 0.10
 FAR_TARGET = 1e-2
 
-# task -> (primary metric, higher is better)
+# task -> (primary metric, higher is better) when no benchmark protocol says otherwise
 PRIMARY: dict[str, tuple[str, bool]] = {
     "attributes": ("mean_accuracy", True),
     "expression": ("accuracy", True),
@@ -48,7 +51,9 @@ def _mean_metric(values: np.ndarray, n_resamples: int, seed: int) -> M.MetricVal
     return M.MetricValue(float(np.mean(values)), low, high, len(values))
 
 
-def score(data: BenchmarkData, out: ProtocolOutput, *, n_resamples: int, seed: int) -> Scores:
+def score(data: BenchmarkData, out: ProtocolOutput, *, n_resamples: int, seed: int,
+          protocol: BenchmarkProtocol | None = None) -> Scores:
+    """Test metrics of `out`; the primary metric is the benchmark protocol's (else the task's)."""
     task = data.task
     te = out.test_index
     p = out.predictions
@@ -102,7 +107,8 @@ def score(data: BenchmarkData, out: ProtocolOutput, *, n_resamples: int, seed: i
         gt = data.targets["label_map"][te]
         names = data.meta["class_names"]
         ignore = tuple(data.meta.get("ignore_in_mean", [0]))
-        cms = parsing_confusion(p["label_map"], gt, len(names))  # (n, C, C)
+        crop_cms = parsing_confusion(p["label_map"], gt, len(names))  # (n, C, C) in the aligned crop
+        cms = _original_confusions(data, out) if "score_maps" in p else crop_cms
         items["confusion"], items["exclude"] = cms, np.asarray(ignore, dtype=np.int64)
         metrics["mean_f1"] = M.with_ci(lambda idx: metric_on(items, idx), len(te), n_resamples=n_resamples, seed=seed)
         f1_all = M.f1_from_confusion(cms.sum(0))
@@ -110,9 +116,15 @@ def score(data: BenchmarkData, out: ProtocolOutput, *, n_resamples: int, seed: i
         for c, name in enumerate(names):
             lo, hi = _nan_percentiles(boot[:, c])
             metrics[f"f1/{name}"] = M.MetricValue(float(f1_all[c]), lo, hi, len(te))
+        if cms is not crop_cms:  # the same predictions scored in the crop, for comparison with our protocols
+            metrics["mean_f1@crop"] = M.MetricValue(M.mean_f1(crop_cms.sum(0), exclude=ignore), float("nan"),
+                                                    float("nan"), len(te))
         details["confusion_matrix"] = cms.sum(0).tolist()
         details["class_names"] = list(names)
         details["excluded_from_mean"] = [names[i] for i in ignore]
+        details["scored_on"] = data.meta.get("scored_on", "aligned crop")
+    elif task == "verification" and "fold_scores" in p:
+        _score_folds(p, metrics, details, items, n_resamples, seed)
     elif task == "verification":
         scores, same = p["pair_scores"], p["pair_same"]
         items["scores"], items["same"] = np.asarray(scores, dtype=np.float64), np.asarray(same, dtype=bool)
@@ -124,16 +136,63 @@ def score(data: BenchmarkData, out: ProtocolOutput, *, n_resamples: int, seed: i
             return M.tar_at_far(s, y, FAR_TARGET) if y.any() and (~y).any() else float("nan")
 
         metrics["tar@far=1e-2"] = M.with_ci(tar, len(scores), n_resamples=n_resamples, seed=seed)
-        far, tar_curve, _ = M.roc_curve(scores, same)
-        keep = np.unique(np.linspace(0, len(far) - 1, min(len(far), 400)).round().astype(int))
-        details["roc"] = {"far": far[keep].tolist(), "tar": tar_curve[keep].tolist()}
-        details["n_positive_pairs"] = int(same.sum())
-        details["n_negative_pairs"] = int((~same).sum())
+        _roc_details(scores, same, details)
     else:
         raise ValueError(f"no scoring for task {task!r}")
     details["reference"] = no_feature_reference(data)
-    primary, higher = PRIMARY[task]
+    primary, higher = (protocol.primary, protocol.higher_is_better) if protocol is not None else PRIMARY[task]
+    if primary not in metrics:
+        raise ValueError(f"the benchmark protocol's primary metric {primary!r} was not computed (have {sorted(metrics)})")
     return Scores(metrics=metrics, primary=primary, higher_is_better=higher, details=details, items=items)
+
+
+def _original_confusions(data: BenchmarkData, out: ProtocolOutput) -> np.ndarray:
+    """(n_test, C, C) confusions on the original label maps: each test item's class-score map is
+    warped back from the crop (paco_fr.eval.dense.warp_back_labels)."""
+    p = out.predictions
+    n_classes = len(data.meta["class_names"])
+    scale = p.get("class_scale")
+    cms = np.empty((len(out.test_index), n_classes, n_classes), dtype=np.int64)
+    for j, i in enumerate(out.test_index):
+        gt = original_label(data, int(i))
+        pred = warp_back_labels(p["score_maps"][j], data.crop_size, data.targets["orig_to_crop"][i], gt.shape, scale)
+        cms[j] = M.confusion(pred, gt, n_classes)
+    return cms
+
+
+def _score_folds(p: dict[str, np.ndarray], metrics: dict, details: dict, items: dict, n_resamples: int,
+                 seed: int) -> None:
+    """LFW's 10-fold protocol: accuracy at each fold's threshold (chosen on the other folds), mean
+    and sd over folds; ROC AUC per fold, mean and sd. Intervals: bootstrap over pairs with the
+    thresholds fixed. Per-pair correctness is the paired-comparison item."""
+    scores, same, fold = p["fold_scores"], np.asarray(p["pair_same"], dtype=bool), p["pair_fold"]
+    res = M.kfold_verification(scores, same, fold)
+    own = scores[np.arange(len(same)), fold]  # each pair under its own fold's model
+    items["values"] = res.correct.astype(np.float64)
+    low, high = M.bootstrap_mean_ci(items["values"], n_resamples=n_resamples, seed=seed)
+    metrics["accuracy"] = M.MetricValue(float(res.accuracy.mean()), low, high, len(same),
+                                        sd=float(res.accuracy.std(ddof=1)) if len(res.accuracy) > 1 else None,
+                                        per_fold=tuple(float(a) for a in res.accuracy))
+
+    def mean_fold_auc(idx: np.ndarray) -> float:
+        aucs = [M.roc_auc(own[idx][fold[idx] == k], same[idx][fold[idx] == k]) for k in range(scores.shape[1])]
+        return float(np.nanmean(aucs)) if np.isfinite(aucs).any() else float("nan")
+
+    auc_low, auc_high = M.bootstrap_ci(mean_fold_auc, len(same), n_resamples=n_resamples, seed=seed)
+    metrics["roc_auc"] = M.MetricValue(float(res.auc.mean()), auc_low, auc_high, len(same),
+                                       sd=float(res.auc.std(ddof=1)) if len(res.auc) > 1 else None,
+                                       per_fold=tuple(float(a) for a in res.auc))
+    details["fold_thresholds"] = res.thresholds.tolist()
+    details["folds"] = int(scores.shape[1])
+    _roc_details(own, same, details)
+
+
+def _roc_details(scores: np.ndarray, same: np.ndarray, details: dict) -> None:
+    far, tar_curve, _ = M.roc_curve(scores, same)
+    keep = np.unique(np.linspace(0, len(far) - 1, min(len(far), 400)).round().astype(int))
+    details["roc"] = {"far": far[keep].tolist(), "tar": tar_curve[keep].tolist()}
+    details["n_positive_pairs"] = int(same.sum())
+    details["n_negative_pairs"] = int((~same).sum())
 
 
 def no_feature_reference(data: BenchmarkData) -> dict[str, Any]:
@@ -166,8 +225,14 @@ def no_feature_reference(data: BenchmarkData) -> dict[str, Any]:
         for c in range(n_classes):
             counts[c] = (maps[fit] == c).sum(axis=0)
         prior_map = counts.argmax(axis=0).astype(np.uint8)
-        cm = parsing_confusion(np.broadcast_to(prior_map, maps[te].shape), maps[te], n_classes).sum(0)
         ignore = tuple(data.meta.get("ignore_in_mean", [0]))
+        if "orig_label_flat" in data.targets:  # scored like the predictions: warped back to the original
+            onehot = np.eye(n_classes, dtype=np.float32)[prior_map].transpose(2, 0, 1)  # (C, S, S)
+            cm = sum(M.confusion(warp_back_labels(onehot, data.crop_size, data.targets["orig_to_crop"][i],
+                                                  original_label(data, int(i)).shape),
+                                 original_label(data, int(i)), n_classes) for i in te)
+        else:
+            cm = parsing_confusion(np.broadcast_to(prior_map, maps[te].shape), maps[te], n_classes).sum(0)
         return {"name": "per-pixel majority map", "value": M.mean_f1(cm, exclude=ignore)}
     return {"name": "chance", "value": 0.5}
 

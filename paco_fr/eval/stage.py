@@ -75,6 +75,21 @@ def resolve_zoom(cfg: EvalConfig, handle: EncoderHandle, fallback_zoom: float | 
     return DEFAULT_ZOOM, "default"
 
 
+def encoder_identity(handle: EncoderHandle) -> dict[str, Any]:
+    """Who made the features, explicitly (compare groups reports by preset and treats seeds as
+    repeats; folder names are not relied on): ``name`` (the encoder folder's name, or the baseline),
+    ``preset`` (the model card's, else the folder name; the baseline's name), ``seed`` (the card's
+    config.seed, the pre-training seed; random init's seed; None for the deterministic pixels and
+    hog baselines), ``kind`` (vit, pixels, hog)."""
+    card = handle.card
+    if handle.source_dir is not None:
+        name = Path(handle.source_dir).name
+        return {"name": name, "preset": card.get("preset") or name, "seed": (card.get("config") or {}).get("seed"),
+                "kind": handle.kind}
+    seed = (card.get("random_init") or {}).get("seed")
+    return {"name": handle.label, "preset": handle.label, "seed": seed, "kind": handle.kind}
+
+
 def build_context(cfg: EvalConfig, crop_size: int, zoom: float, data_root: str | None) -> BuildContext:
     return BuildContext(crop_size=crop_size, zoom=zoom, n_train=cfg.n_train, n_val=cfg.n_val, n_test=cfg.n_test,
                         seed=cfg.seed, data_root=data_root or cfg.data_root, real_subsample=cfg.real_subsample,
@@ -114,11 +129,11 @@ def evaluate(cfg: EvalConfig, encoder: str, benchmark: str, out_dir: str | os.Pa
         t_protocol = time.perf_counter() - t0
         del features
         t0 = time.perf_counter()
-        scores = scoring.score(data, output, n_resamples=cfg.bootstrap, seed=cfg.seed)
+        scores = scoring.score(data, output, n_resamples=cfg.bootstrap, seed=cfg.seed, protocol=bench.protocol)
         t_scoring = time.perf_counter() - t0
 
     out_dir = Path(out_dir)
-    title = f"{benchmark} - {handle.label} ({output.protocol['name']})"
+    title = f"{benchmark} - {handle.label} ({output.protocol['name']}; {bench.protocol.key})"
     with atomic_dir(out_dir) as tmp:
         plot_names = write_plots(tmp, data, output, scores, title)
         report = {
@@ -129,7 +144,9 @@ def evaluate(cfg: EvalConfig, encoder: str, benchmark: str, out_dir: str | os.Pa
             "description": bench.description,
             "encoder_label": handle.label,
             "encoder_spec": encoder,
-            "encoder": handle.card,
+            "encoder": encoder_identity(handle),
+            "model_card": handle.card,
+            "benchmark_protocol": {**bench.protocol.as_dict(), "full_test_split": data.meta.get("full_test_split")},
             "protocol": output.protocol,
             "primary_metric": scores.primary,
             "higher_is_better": scores.higher_is_better,

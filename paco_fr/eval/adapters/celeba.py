@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from paco_fr.eval.adapters._common import find_dir, find_file, text_lines
 from paco_fr.eval.build import BuildContext, align_with_points, parse_float_tokens, read_rgb
-from paco_fr.eval.data import BenchmarkData, BenchmarkDataError, subsample_per_split
+from paco_fr.eval.data import BenchmarkData, BenchmarkDataError, subsample_per_split, whole_split_kept
 
 NAME = "celeba_attributes"
 ANNO_DIRS = ("", "Anno", "Eval", "anno", "eval")
@@ -98,5 +98,6 @@ def build(ctx: BuildContext) -> BenchmarkData:
     return BenchmarkData(
         task="attributes", images=np.stack(images), split=split[keep], targets={"attributes": attrs[keep]},
         meta={"attribute_names": names, "source": str(root), "files": [files[i] for i in keep],
-              "alignment": "5-point landmarks" if landmarks is not None else "fixed crop (mean landmarks)"},
+              "alignment": "5-point landmarks" if landmarks is not None else "fixed crop (mean landmarks)",
+              "full_test_split": whole_split_kept(split, keep)},
     )

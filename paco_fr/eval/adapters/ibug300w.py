@@ -9,9 +9,18 @@
 anywhere under ROOT (e.g. afw/, helen/trainset, helen/testset, lfpw/trainset, lfpw/testset, ibug/).
 Split by path, as in the common 300W protocol: `testset` folders form the common test subset and
 `ibug` the challenging subset (together "full"), everything else is train (a seeded n_val share of
-it becomes val). The 300W private test set (01_Indoor, 02_Outdoor) is skipped. Faces are aligned on
-5 points derived from the 68 (eye centres, nose tip 30, mouth corners 48/54) with the same random
-jitter as the synthetic landmark benchmark.
+it becomes val). The 300W private test set (01_Indoor, 02_Outdoor) is skipped.
+
+Two crops, two benchmarks:
+
+- ``build`` (``300w_landmarks``, the standard box-crop protocol): a square box around the face
+  (the landmarks' bounding box, longer side x1.25: the enlargement of HRNet's protocol, whose own
+  centre and scale come from HRNet's csv files, not part of the official layout), scaled to the crop
+  with no rotation, for train and test alike. NME is invariant to that scale and shift, so NME in the crop
+  equals NME in the original image.
+- ``build_aligned`` (``300w_landmarks_aligned``, ours): aligned on 5 points derived from the 68
+  (eye centres, nose tip 30, mouth corners 48/54) with the synthetic benchmark's random jitter. The
+  ground truth removes roll and fixes scale, so this is easier than the standard protocol.
 """
 
 from __future__ import annotations
@@ -22,8 +31,9 @@ import numpy as np
 from tqdm import tqdm
 
 from paco_fr.eval.adapters._common import carve_val
-from paco_fr.eval.build import BuildContext, align_with_jitter, five_points_from_68, parse_float_tokens, read_rgb
-from paco_fr.eval.data import BenchmarkData, BenchmarkDataError, TEST, TRAIN, subsample_per_split
+from paco_fr.eval.build import (BOX_ENLARGE, BuildContext, align_with_jitter, box_crop, five_points_from_68,
+                                parse_float_tokens, read_rgb)
+from paco_fr.eval.data import BenchmarkData, BenchmarkDataError, TEST, TRAIN, subsample_per_split, whole_split_kept
 from paco_fr.eval.metrics import IBUG68_OUTER_EYE_CORNERS
 
 NAME = "300w_landmarks"
@@ -77,6 +87,17 @@ def _subset(rel: Path) -> str | None:
 
 
 def build(ctx: BuildContext) -> BenchmarkData:
+    """The standard box-crop protocol (see the module docstring)."""
+    return _build(ctx, "box", lambda image, gt, rng: box_crop(image, gt, ctx))
+
+
+def build_aligned(ctx: BuildContext) -> BenchmarkData:
+    """Our ground-truth-aligned protocol (see the module docstring)."""
+    return _build(ctx, "aligned",
+                  lambda image, gt, rng: align_with_jitter(image, five_points_from_68(gt), ctx, rng, gt))
+
+
+def _build(ctx: BuildContext, crop: str, crop_face) -> BenchmarkData:
     root = ctx.require_root(NAME)
     entries = []
     for pts in sorted(root.rglob("*.pts")):
@@ -90,17 +111,20 @@ def build(ctx: BuildContext) -> BenchmarkData:
     keep = subsample_per_split(split, ctx.caps, ctx.seed)
     rng = np.random.default_rng(ctx.seed)
     images, lms, flags = [], [], []
-    for i in tqdm(keep, desc=f"materialise {NAME}", unit="img", leave=False):
+    for i in tqdm(keep, desc=f"materialise {NAME} ({crop})", unit="img", leave=False):
         pts_path, subset = entries[i]
         gt = read_pts(pts_path)
-        crop, lm = align_with_jitter(read_rgb(_image_beside(pts_path)), five_points_from_68(gt), ctx, rng, gt)
-        images.append(crop)
+        crop_img, lm = crop_face(read_rgb(_image_beside(pts_path)), gt, rng)
+        images.append(crop_img)
         lms.append(lm)
         flags.append([subset == s for s in SUBSETS])
+    alignment = (f"box crop: landmarks' bounding box, longer side x{BOX_ENLARGE}, no rotation" if crop == "box"
+                 else "5-point + jitter")
     return BenchmarkData(
         task="landmarks", images=np.stack(images), split=split[keep],
         targets={"landmarks": np.stack(lms).astype(np.float32), "subset_flags": np.asarray(flags, dtype=bool)},
         meta={"scheme": "ibug68", "norm_indices": list(IBUG68_OUTER_EYE_CORNERS),
               "norm": "inter-ocular (outer eye corners 36, 45)", "subset_names": list(SUBSETS),
-              "source": str(root), "alignment": "5-point + jitter", "landmark_jitter": list(ctx.landmark_jitter)},
+              "source": str(root), "alignment": alignment, "full_test_split": whole_split_kept(split, keep),
+              **({"landmark_jitter": list(ctx.landmark_jitter)} if crop == "aligned" else {})},
     )

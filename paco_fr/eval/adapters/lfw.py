@@ -4,10 +4,19 @@
                                     "<name> <i> <j>" and n mismatched lines "<name1> <i> <name2> <j>"
     ROOT/lfw/<name>/<name>_<i:04d>.jpg   250 x 250 images
 
-The ten folds are identity-disjoint. Folds 0-6 are train (their identities fit the linear
-protocol's projection), fold 7 is val (hyperparameters) and folds 8-9 are test. LFW has no
-landmarks: every image gets the same fixed crop, the similarity mapping typical LFW landmark
-positions (LFW_MEAN_KEYPOINTS) onto our template, i.e. a centred crop and resize.
+The standard 10-fold protocol (``lfw/view2-10fold/acc``): every pair is a test pair once. For
+fold k, the probe is fitted on the images of the other nine folds (the linear protocol's projection
+uses their identity labels: "unrestricted, labeled outside data"), the threshold is chosen on the
+other nine folds' pairs and applied to fold k's (paco_fr.eval.protocols.run_verification_folds,
+paco_fr.eval.metrics.kfold_verification). So every image and pair is marked test here, and the
+folds travel as targets (``image_fold``, ``pair_fold``). The ten folds must be identity-disjoint
+(the official file is): an image in pairs of two folds is an error.
+
+With ``eval.real_subsample`` each fold keeps at most (n_train + n_val + n_test) / 10 pairs, half
+matched, so the folds stay equal in size (the official folds have 600 pairs each).
+
+LFW has no landmarks: every image gets the same fixed crop, the similarity mapping typical LFW
+landmark positions (LFW_MEAN_KEYPOINTS) onto our template, i.e. a centred crop and resize.
 """
 
 from __future__ import annotations
@@ -19,10 +28,9 @@ from tqdm import tqdm
 
 from paco_fr.eval.adapters._common import find_dir, find_file, text_lines
 from paco_fr.eval.build import BuildContext, align_with_points, read_rgb
-from paco_fr.eval.data import BenchmarkData, BenchmarkDataError, TEST, TRAIN, VAL
+from paco_fr.eval.data import TEST, BenchmarkData, BenchmarkDataError
 
 NAME = "lfw_verification"
-FOLD_SPLIT = {**{f: TRAIN for f in range(7)}, 7: VAL, 8: TEST, 9: TEST}
 # Approximate landmark positions in the (unfunneled) 250 x 250 LFW images.
 LFW_MEAN_KEYPOINTS = np.array([[106.0, 113.0], [144.0, 113.0], [125.0, 135.0], [110.0, 156.0], [140.0, 156.0]])
 
@@ -67,47 +75,51 @@ def image_path(img_root: Path, name: str, index: int) -> Path:
 
 def build(ctx: BuildContext) -> BenchmarkData:
     root = ctx.require_root(NAME)
-    pairs = read_pairs(find_file(root, "pairs.txt", ("",), "LFW View 2 pairs"))
+    all_pairs = read_pairs(find_file(root, "pairs.txt", ("",), "LFW View 2 pairs"))
     img_root = find_dir(root, "lfw", ("",), "LFW images lfw/<name>/<name>_<i:04d>.jpg")
-    if ctx.real_subsample:
-        pairs = _subsample_pairs(pairs, ctx)
+    pairs = _subsample_pairs(all_pairs, ctx) if ctx.real_subsample else all_pairs
     keys: dict[tuple[str, int], int] = {}
-    key_split: list[int] = []
-    pair_idx, same, pair_split = [], [], []
+    key_fold: list[int] = []
+    pair_idx, same, pair_fold = [], [], []
     for fold, n1, i1, n2, i2, is_same in pairs:
-        s = FOLD_SPLIT.get(fold, TEST)
         idx = []
         for key in ((n1, i1), (n2, i2)):
             if key not in keys:
                 keys[key] = len(keys)
-                key_split.append(s)
+                key_fold.append(fold)
+            elif key_fold[keys[key]] != fold:
+                raise BenchmarkDataError(f"pairs.txt: {key[0]} image {key[1]} is in folds {key_fold[keys[key]]} and "
+                                         f"{fold}; the View 2 folds must be identity-disjoint")
             idx.append(keys[key])
         pair_idx.append(idx)
         same.append(is_same)
-        pair_split.append(s)
+        pair_fold.append(fold)
     names = sorted({k[0] for k in keys})
     name_id = {n: i for i, n in enumerate(names)}
     images = [align_with_points(read_rgb(image_path(img_root, n, i)), LFW_MEAN_KEYPOINTS, ctx)[0]
               for n, i in tqdm(keys, desc=f"materialise {NAME}", unit="img", leave=False)]
+    n_folds = len({p[0] for p in all_pairs})
     return BenchmarkData(
-        task="verification", images=np.stack(images), split=np.asarray(key_split, dtype=np.int8),
+        task="verification", images=np.stack(images), split=np.full(len(keys), TEST, dtype=np.int8),
         targets={"identity": np.asarray([name_id[n] for n, _ in keys], dtype=np.int64),
                  "pairs": np.asarray(pair_idx, dtype=np.int64).reshape(-1, 2),
-                 "pair_same": np.asarray(same, dtype=bool), "pair_split": np.asarray(pair_split, dtype=np.int8)},
-        meta={"source": str(root), "folds": "0-6 train, 7 val, 8-9 test", "alignment": "fixed crop (mean landmarks)"},
+                 "pair_same": np.asarray(same, dtype=bool), "pair_split": np.full(len(pairs), TEST, dtype=np.int8),
+                 "image_fold": np.asarray(key_fold, dtype=np.int64), "pair_fold": np.asarray(pair_fold, dtype=np.int64)},
+        meta={"source": str(root), "folds": n_folds, "setting": "unrestricted, labeled outside data",
+              "alignment": "fixed crop (mean landmarks)", "full_test_split": len(pairs) == len(all_pairs)},
     )
 
 
 def _subsample_pairs(pairs, ctx: BuildContext):
-    """At most n_train/n_val/n_test pairs per split, half matched and half mismatched."""
+    """At most (n_train + n_val + n_test) / n_folds pairs per fold, half matched and half mismatched."""
     rng = np.random.default_rng(ctx.seed)
-    caps = ctx.caps
+    folds = sorted({p[0] for p in pairs})
+    cap = max(2, (ctx.n_train + ctx.n_val + ctx.n_test) // len(folds)) // 2
     kept = []
-    for s in (TRAIN, VAL, TEST):
+    for fold in folds:
         for flag in (True, False):
-            idx = [k for k, p in enumerate(pairs) if FOLD_SPLIT.get(p[0], TEST) == s and p[5] == flag]
-            cap = caps.get(s, 0) // 2
-            if cap and len(idx) > cap:
+            idx = [k for k, p in enumerate(pairs) if p[0] == fold and p[5] == flag]
+            if len(idx) > cap:
                 idx = sorted(rng.choice(idx, size=cap, replace=False).tolist())
             kept += idx
     return [pairs[k] for k in sorted(kept)]

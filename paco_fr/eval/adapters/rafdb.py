@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from paco_fr.eval.adapters._common import carve_val, find_dir, find_file, text_lines
 from paco_fr.eval.build import BuildContext, read_rgb, resize_square
-from paco_fr.eval.data import BenchmarkData, BenchmarkDataError, TEST, TRAIN, subsample_per_split
+from paco_fr.eval.data import BenchmarkData, BenchmarkDataError, TEST, TRAIN, subsample_per_split, whole_split_kept
 
 NAME = "rafdb_expression"
 CLASSES = ("surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral")
@@ -54,5 +54,5 @@ def build(ctx: BuildContext) -> BenchmarkData:
     return BenchmarkData(
         task="expression", images=np.stack(images), split=split[keep], targets={"label": labels[keep]},
         meta={"class_names": list(CLASSES), "source": str(root), "alignment": "official aligned crops, resized",
-              "val": f"stratified {val_fraction:.3f} of train"},
+              "val": f"stratified {val_fraction:.3f} of train", "full_test_split": whole_split_kept(split, keep)},
     )
