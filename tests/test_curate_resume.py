@@ -1,129 +1,75 @@
-"""A curation run killed with SIGKILL and started again finishes with the same bytes as an
-uninterrupted run, reuses its complete shards, and never trusts a partial or unjournaled one."""
+"""A resumed curation reuses exactly the complete chunks whose inputs and settings are unchanged and
+never trusts a partial, unmarked or damaged one; the result is the bytes of an uninterrupted run."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
+import hashlib
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from paco_fr.config import apply_overrides
 from paco_fr.data.builtin import write_builtin_raw
 from paco_fr.data.config import BuiltinSourceConfig, CurationConfig
-from paco_fr.data.curate import WORK_DIR, curate
-from paco_fr.lineage import content_hash
+from paco_fr.data.partition import curate_partition
 
-SHARD_SIZE = 4
-N_FACES = 48
-
-RUNNER = """
-import sys
-from paco_fr.config import apply_overrides
-from paco_fr.data.config import CurationConfig
-from paco_fr.data.curate import curate
-cfg = apply_overrides(CurationConfig(), ["shard_size={shard_size}"])
-curate(cfg, sys.argv[1], sys.argv[2], progress=False)
-"""
+SETTINGS = ["chunk_inputs=4", "partitions=1"]
 
 
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory):
     folder = tmp_path_factory.mktemp("resume") / "raw"
-    return write_builtin_raw(BuiltinSourceConfig(photos=False, n_synthetic=N_FACES, n_identities=40), folder,
-                             progress=False)
+    return write_builtin_raw(BuiltinSourceConfig(photos=False, n_synthetic=24, n_identities=8), folder, progress=False)
+
+
+def _cfg(*extra: str) -> CurationConfig:
+    return apply_overrides(CurationConfig(), [*SETTINGS, *extra])
+
+
+def tree(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
 def reference(raw, tmp_path_factory):
-    out = tmp_path_factory.mktemp("reference") / "corpus"
-    curate(_cfg(), raw, out, progress=False)
+    out = tmp_path_factory.mktemp("reference") / "part"
+    curate_partition(_cfg(), raw, 0, out, workers=1, progress=False, progress_json=False)
     return out
 
 
-def _cfg() -> CurationConfig:
-    return apply_overrides(CurationConfig(), [f"shard_size={SHARD_SIZE}"])
+def test_a_finished_partition_is_reused_whole(raw, reference):
+    before = tree(reference)
+    result = curate_partition(_cfg(), raw, 0, reference, workers=1, progress=False, progress_json=False)
+    assert result.reused_whole and result.chunks_done == [] and tree(reference) == before
 
 
-def _assert_same_corpus(expected: Path, actual: Path) -> None:
-    names = sorted(p.name for p in (expected / "shards").glob("*.tar"))
-    assert names == sorted(p.name for p in (actual / "shards").glob("*.tar"))
-    for name in names:
-        assert (expected / "shards" / name).read_bytes() == (actual / "shards" / name).read_bytes(), name
-    for table in ("manifest.parquet", "rejected.parquet"):
-        pd.testing.assert_frame_equal(pd.read_parquet(expected / table), pd.read_parquet(actual / table))
-    assert not list(actual.rglob("*.partial")) and not (actual / WORK_DIR).exists()
-    assert content_hash(expected) == content_hash(actual), "a resumed run gives the same corpus version"
-
-
-def _start_and_kill(raw: Path, out: Path, after_journals: int) -> None:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.Popen([sys.executable, "-c", RUNNER.format(shard_size=SHARD_SIZE), str(raw), str(out)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    target = out / WORK_DIR / f"journal-{after_journals - 1:06d}.json"
-    deadline = time.monotonic() + 120
-    try:
-        while not target.exists():
-            if proc.poll() is not None:
-                pytest.fail(f"runner ended before it could be killed: {proc.stderr.read().decode()[-2000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail("runner made no progress in 120 s")
-            time.sleep(0.005)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait(timeout=60)
-        proc.stderr.close()
-    assert proc.returncode == -signal.SIGKILL
-    assert not (out / "manifest.parquet").exists(), "killed before the end: no final outputs yet"
-
-
-def test_sigkilled_run_resumes_to_identical_output(raw, reference, tmp_path):
-    out = tmp_path / "corpus"
-    _start_and_kill(raw, out, after_journals=3)
-    journaled = sorted((out / WORK_DIR).glob("journal-*.json"))
-    assert len(journaled) >= 3
-    result = curate(_cfg(), raw, out, progress=False)
-    assert result.summary["resumed_from_journals"] >= 3, "complete shards were reused, not redone"
-    _assert_same_corpus(reference, out)
-
-
-def test_resume_never_trusts_partial_or_unjournaled_shards(raw, reference, tmp_path):
-    out = tmp_path / "corpus"
-    _start_and_kill(raw, out, after_journals=4)
-    shards = out / "shards"
-    work = out / WORK_DIR
-    # A shard renamed into place whose journal was never written (killed between the two) ...
-    n_journals = len(list(work.glob("journal-*.json")))
-    (shards / f"shard-{n_journals:06d}.tar").write_bytes(b"garbage that is not a tar")
-    # ... a half-written shard under its temporary name ...
-    (shards / f".shard-{n_journals + 1:06d}.tar.partial").write_bytes(b"partial")
-    # ... and a journaled shard that was damaged afterwards: it and every later journal are redone.
-    damaged = shards / "shard-000002.tar"
-    damaged.write_bytes(damaged.read_bytes()[:1000])
-    result = curate(_cfg(), raw, out, progress=False)
-    assert result.summary["resumed_from_journals"] == 2
-    _assert_same_corpus(reference, out)
+def test_resume_never_trusts_partial_unmarked_or_damaged_chunks(raw, reference, tmp_path):
+    out = tmp_path / "part"
+    out.mkdir()
+    for path in reference.rglob("*"):
+        if path.is_file() and path.name != "part.json":
+            target = out / path.relative_to(reference)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(path.read_bytes())
+    chunks = out / "chunks"
+    (chunks / "chunk-000001.json").unlink()                               # killed before its marker
+    damaged = chunks / "chunk-000003.tar"
+    damaged.write_bytes(damaged.read_bytes()[:1000])                      # damaged after its marker
+    (chunks / ".chunk-000004.tar.abc.tmp").write_bytes(b"partial")         # a killed writer's temporary
+    (chunks / "chunk-000005.faces.parquet").write_bytes(b"not parquet")    # a marker whose table rotted
+    (chunks / "chunk-000005.json").write_text('{"fingerprint": "something else", "tar_bytes": 0}')
+    result = curate_partition(_cfg(), raw, 0, out, workers=2, progress=False, progress_json=False)
+    assert result.chunks_done == [1, 3, 5]
+    assert tree(out) == tree(reference)
 
 
 @pytest.mark.slow
-def test_changed_inputs_or_settings_start_afresh(raw, reference, tmp_path):
-    out = tmp_path / "corpus"
-    _start_and_kill(raw, out, after_journals=2)
-    # Different settings: the journals describe another corpus and must not be reused.
-    cfg = apply_overrides(_cfg(), ["crop_size=96"])
-    result = curate(cfg, raw, out, progress=False)
-    assert result.summary["resumed_from_journals"] == 0
-    manifest = pd.read_parquet(out / "manifest.parquet")
-    assert set(manifest["crop_size"]) == {96}
-    # And --no-resume always starts afresh, reproducing the reference byte for byte.
-    _start_and_kill(raw, out, after_journals=2)
-    result = curate(_cfg(), raw, out, resume=False, progress=False)
-    assert result.summary["resumed_from_journals"] == 0
-    _assert_same_corpus(reference, out)
-    assert json.loads((out / "summary.json").read_text())["faces"] == len(pd.read_parquet(reference / "manifest.parquet"))
+def test_changed_settings_redo_the_chunks_but_merge_only_settings_do_not(raw, reference, tmp_path):
+    out = tmp_path / "part"
+    curate_partition(_cfg(), raw, 0, out, workers=1, progress=False, progress_json=False)
+    merge_only = curate_partition(_cfg("split.val_faces=3", "near_duplicate.face_bits=10", "shard_size=5"),
+                                  raw, 0, out, workers=1, progress=False, progress_json=False)
+    assert merge_only.reused_whole, "settings the merge alone uses never re-curate a partition"
+    changed = curate_partition(_cfg("crop_size=96"), raw, 0, out, workers=1, progress=False, progress_json=False)
+    assert changed.chunks_reused == [] and len(changed.chunks_done) == changed.chunks
