@@ -261,3 +261,39 @@ def all_paths(root: Path) -> set[str]:
             if path.is_symlink() or image_suffix(name) or sidecar_kind(name):
                 out.add(path.relative_to(root).as_posix())
     return out
+
+
+# --------------------------------------------------------------------------------------------- #
+# near-duplicate copies: what the near-duplicate check must catch
+
+
+def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(encode(image, "JPEG", quality=quality))).convert("RGB"))
+
+
+def copy_transforms(image: np.ndarray) -> dict[str, tuple[np.ndarray | Image.Image, np.ndarray, np.ndarray]]:
+    """name -> (copy, scale, offset): a copy of `image` and how its pixel coordinates map from the
+    original's (x' = x * scale + offset, per axis), to carry ground-truth landmarks along."""
+    from PIL import ImageEnhance
+
+    h, w = image.shape[:2]
+    pil = Image.fromarray(image)
+    dy, dx = round(0.02 * h), round(0.02 * w)
+    one, zero = np.ones(2), np.zeros(2)
+    return {
+        "jpeg_q50": (_jpeg(image, 50), one, zero),
+        "mode_L": (pil.convert("L"), one, zero),
+        "resized_0.5": (np.asarray(pil.resize((w // 2, h // 2), Image.Resampling.BILINEAR)),
+                        np.array([(w // 2) / w, (h // 2) / h]), np.zeros(2)),
+        "cropped_2pct": (image[dy:, dx:], one, -np.array([dx, dy], float)),
+        "brightened": (np.asarray(ImageEnhance.Brightness(pil).enhance(1.2)), one, zero),
+    }
+
+
+def transformed_record(record: dict, scale: np.ndarray, offset: np.ndarray) -> dict:
+    """A .gt.json record with its coordinates carried through a copy's resize and crop."""
+    out = dict(record)
+    for key in ("keypoints5", "landmarks68"):
+        if record.get(key) is not None:
+            out[key] = (np.asarray(record[key], float) * scale + offset).tolist()
+    return out
