@@ -11,7 +11,7 @@ alternating corpus sizes and worker counts rep after rep:
    the worker alone) of each DataLoader worker over `--batches` batches. Target: a worker's peak
    RSS at 100,000 faces within 1.25x of that at 10,000.
 2. images/s delivered to the training loop (the first batch, worker start-up, excluded) with 1 and
-   2 workers.
+   2 workers, and the workers' CPU milliseconds per image (less sensitive to a shared machine's load).
 
 `--baseline REF` measures the same for the loader of git revision REF beside it (default: the
 seek-based loader that held one Python object per face); `--baseline ''` skips it.
@@ -113,7 +113,7 @@ def _status_kib(pid: int, field: str) -> int:
 
 class WorkerWatch:
     """Polls the DataLoader workers (children of this process): peak USS while they run, peak RSS
-    (the kernel's VmHWM) at the end."""
+    (the kernel's VmHWM), and their CPU seconds between `mark()` and the last poll."""
 
     def __init__(self, interval: float = 0.25) -> None:
         import psutil
@@ -121,29 +121,40 @@ class WorkerWatch:
         self.me, self.interval = psutil.Process(), interval
         self.peak_uss: dict[int, int] = {}
         self.peak_rss: dict[int, int] = {}
+        self.cpu: dict[int, float] = {}
+        self.cpu_at_mark: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _poll(self) -> None:
+    def poll(self) -> None:
         for child in self.me.children():
             try:
                 uss = child.memory_full_info().uss
                 hwm = _status_kib(child.pid, "VmHWM") * 1024
+                times = child.cpu_times()
             except Exception:  # noqa: BLE001 (a worker that just ended)
                 continue
+            self.cpu[child.pid] = times.user + times.system
             self.peak_uss[child.pid] = max(self.peak_uss.get(child.pid, 0), uss)
             self.peak_rss[child.pid] = max(self.peak_rss.get(child.pid, 0), hwm)
 
+    def mark(self) -> None:
+        self.poll()
+        self.cpu_at_mark = dict(self.cpu)
+
+    def cpu_since_mark(self) -> float:
+        return sum(self.cpu[pid] - self.cpu_at_mark.get(pid, 0.0) for pid in self.cpu)
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            self._poll()
+            self.poll()
 
     def __enter__(self) -> "WorkerWatch":
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self._poll()
+        self.poll()
         self._stop.set()
         self._thread.join()
 
@@ -174,13 +185,17 @@ def child(args: argparse.Namespace) -> int:
     with WorkerWatch() as watch:
         batches = iter(loader)
         next(batches)
+        watch.mark()
         start = time.perf_counter()
         for _ in range(args.batches):
             next(batches)
         elapsed = time.perf_counter() - start
-        time.sleep(0.3)  # one more poll while the workers are alive
+        watch.poll()  # prefetched batches count at both ends alike
+        cpu = watch.cpu_since_mark()
+        time.sleep(0.3)  # one more memory poll while the workers are alive
     del batches
     print(json.dumps({"images_per_s": args.batches * t.batch_size / elapsed,
+                      "worker_cpu_ms_per_image": 1000 * cpu / (args.batches * t.batch_size),
                       "worker_peak_rss_mib": max(watch.peak_rss.values()) / 2**20,
                       "worker_peak_uss_mib": max(watch.peak_uss.values()) / 2**20,
                       "main_peak_rss_mib": _status_kib(os.getpid(), "VmHWM") / 1024}))
@@ -204,7 +219,8 @@ def summarise(runs: list[dict]) -> dict:
         row = table.setdefault(key, {k: run[k] for k in ("loader", "faces", "workers")} | {"reps": []})
         row["reps"].append({k: run[k] for k in run if k not in ("loader", "faces", "workers")})
     for row in table.values():
-        row["images_per_s"] = statistics.median(r["images_per_s"] for r in row["reps"])
+        for key in ("images_per_s", "worker_cpu_ms_per_image"):
+            row[key] = statistics.median(r[key] for r in row["reps"])
         for key in ("worker_peak_rss_mib", "worker_peak_uss_mib", "main_peak_rss_mib"):
             row[key] = max(r[key] for r in row["reps"])
     small, large = SIZES
@@ -217,6 +233,7 @@ def summarise(runs: list[dict]) -> dict:
                 "worker_uss_ratio": b["worker_peak_uss_mib"] / a["worker_peak_uss_mib"],
                 "worker_rss_bytes_per_face": (b["worker_peak_rss_mib"] - a["worker_peak_rss_mib"]) * 2**20
                 / (0.99 * (large - small)),
+                "worker_cpu_per_image_ratio": b["worker_cpu_ms_per_image"] / a["worker_cpu_ms_per_image"],
                 "two_over_one_workers": (table[f"{loader}/{small}/2"]["images_per_s"]
                                          / table[f"{loader}/{small}/1"]["images_per_s"]) if workers == 1 else None,
             }
@@ -224,14 +241,16 @@ def summarise(runs: list[dict]) -> dict:
 
 
 def print_table(summary: dict, baseline: str | None) -> None:
-    print(f"{'loader':<10} {'faces':>7} {'workers':>7} {'images/s':>9} {'worker RSS MiB':>15} "
+    print(f"{'loader':<10} {'faces':>7} {'workers':>7} {'images/s':>9} {'CPU ms/image':>12} {'worker RSS MiB':>15} "
           f"{'worker USS MiB':>15} {'main RSS MiB':>13}")
     for row in summary["rows"].values():
         print(f"{row['loader']:<10} {row['faces']:>7} {row['workers']:>7} {row['images_per_s']:>9.1f} "
-              f"{row['worker_peak_rss_mib']:>15.1f} {row['worker_peak_uss_mib']:>15.1f} {row['main_peak_rss_mib']:>13.1f}")
+              f"{row['worker_cpu_ms_per_image']:>12.2f} {row['worker_peak_rss_mib']:>15.1f} "
+              f"{row['worker_peak_uss_mib']:>15.1f} {row['main_peak_rss_mib']:>13.1f}")
     for key, r in summary["ratios"].items():
         line = (f"{key}: worker peak RSS 100k/10k = {r['worker_rss_ratio']:.3f} (target <= 1.25), USS "
-                f"{r['worker_uss_ratio']:.3f}, {r['worker_rss_bytes_per_face']:.0f} bytes per face")
+                f"{r['worker_uss_ratio']:.3f}, {r['worker_rss_bytes_per_face']:.0f} bytes per face; CPU per image "
+                f"100k/10k {r['worker_cpu_per_image_ratio']:.3f}")
         if r["two_over_one_workers"] is not None:
             line += f"; 2 workers / 1 = {r['two_over_one_workers']:.2f}x images/s"
         print(line)
@@ -239,8 +258,9 @@ def print_table(summary: dict, baseline: str | None) -> None:
         rows = summary["rows"]
         for workers in (1, 2):
             cur, base = rows[f"current/{SIZES[0]}/{workers}"], rows[f"{baseline}/{SIZES[0]}/{workers}"]
-            print(f"current / {baseline} images/s at {SIZES[0]} faces, {workers} worker(s): "
-                  f"{cur['images_per_s'] / base['images_per_s']:.3f}")
+            print(f"current / {baseline} at {SIZES[0]} faces, {workers} worker(s): images/s "
+                  f"{cur['images_per_s'] / base['images_per_s']:.3f}, worker CPU per image "
+                  f"{cur['worker_cpu_ms_per_image'] / base['worker_cpu_ms_per_image']:.3f}")
 
 
 def main() -> int:
@@ -281,7 +301,8 @@ def main() -> int:
             result = measure(loader, corpora[n], workers, args.batches)
             runs.append({"loader": loader, "faces": n, "workers": workers, **result})
             print(f"  rep {rep} {loader} {n} faces {workers} worker(s): {result['images_per_s']:.1f} images/s, "
-                  f"worker peak RSS {result['worker_peak_rss_mib']:.1f} MiB", file=sys.stderr)
+                  f"{result['worker_cpu_ms_per_image']:.2f} worker CPU ms per image, worker peak RSS "
+                  f"{result['worker_peak_rss_mib']:.1f} MiB (load {os.getloadavg()[0]:.2f})", file=sys.stderr)
     summary = summarise(runs)
     result = {
         "benchmark": "train_loader", "sizes": list(SIZES), "shard_size": SHARD_SIZE, "batches": args.batches,
