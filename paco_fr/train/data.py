@@ -19,17 +19,19 @@ faces of several shards; the buffer holds compressed bytes, decoded only when a 
 Batch k of the run (global over epochs; epoch k // bpe, batch j = k % bpe) takes ``part`` faces from
 stream (v, k mod streams) of every group v. Rank r owns groups v = r, r + ranks, ... and interleaves
 their parts (row i*G + u is face i of its u-th group), so that rank r's row i is row i*ranks + r of
-the global batch, the order paco_fr.model.codebook.gather_batch assumes. Worker k mod workers makes
-the rank's batch k. Every group has the same number of batches per epoch, so DDP ranks never
+the global batch, the order paco_fr.model.codebook.gather_batch assumes. A loader that starts at
+batch k0 has worker (k - k0) mod workers make batch k (the DataLoader's round robin), so each stream
+belongs to one worker. Every group has the same number of batches per epoch, so DDP ranks never
 wait on each other; the faces that do not fill a last batch of every group (fewer than the global
-batch, at the end of the epoch's shard order, a different tail each epoch) sit that epoch out.
+batch, plus the batches of an unfinished gradient-accumulation cycle: the end of the epoch's shard
+order, a different tail each epoch) sit that epoch out.
 
 Promise: the faces of global batch k, their order, augmentation and masks are a pure function of
 (seed, corpus split, global batch size, groups, streams, shuffle_buffer, interleave, k), whatever
 the number of DDP ranks (any divisor of groups) and of DataLoader workers (any divisor of streams,
-0 included). A resumed run replays a stream's order from the epoch's start on integers alone and
-reads (without decoding) the faces before its position: it gets the same batches as a run that
-never stopped.
+0 included). A resumed run replays a stream's order from the epoch's start on integers alone, skips
+the pieces that order has used up, and reads through (without decoding) the used faces of the
+pieces still open: it gets the same batches as a run that never stopped.
 """
 
 from __future__ import annotations
