@@ -153,6 +153,8 @@ def _curate_part(args: argparse.Namespace) -> int:
     for death in result.worker_deaths:
         print(f"curate-part: a worker died on chunk {death.chunk} (exit {death.exitcode}) with "
               f"{', '.join(death.in_hand) or 'no input'} in hand; the chunk was redone", file=sys.stderr)
+    if result.worker_peak_rss_mb:
+        print(f"curate-part: worker peak RSS {result.worker_peak_rss_mb:.0f} MB", file=sys.stderr)
     print(f"curate-part: partition in {result.out_dir}", file=sys.stderr)
     return 0
 

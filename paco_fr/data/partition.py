@@ -73,13 +73,15 @@ class PartResult:
     worker_deaths: list[WorkerDeath] = field(default_factory=list)
     worker_crash_rejections: list[str] = field(default_factory=list)
     reused_whole: bool = False
+    worker_peak_rss_mb: float | None = None
 
     def run_facts(self) -> dict[str, Any]:
         """What this run did (for logs and provenance; never inside the partition folder)."""
         return {"part": self.part, "partitions": self.partitions, "chunks": self.chunks,
                 "chunks_reused": len(self.chunks_reused), "chunks_done": len(self.chunks_done),
                 "redone_chunks": self.chunks_done, "worker_deaths": [vars(d) for d in self.worker_deaths],
-                "worker_crash_rejections": self.worker_crash_rejections, "reused_whole": self.reused_whole}
+                "worker_crash_rejections": self.worker_crash_rejections, "reused_whole": self.reused_whole,
+                "worker_peak_rss_mb": self.worker_peak_rss_mb}
 
 
 @dataclass
@@ -228,7 +230,7 @@ def _result(plan: _Plan, pool: ChunkPool) -> PartResult:
                       chunks_reused=plan.reused, chunks_done=done,
                       worker_deaths=[d for d in pool.deaths if d.part == plan.part],
                       worker_crash_rejections=[p for p in pool.rejected_for_crashes if p in mine],
-                      reused_whole=plan.done_whole)
+                      reused_whole=plan.done_whole, worker_peak_rss_mb=pool.worker_peak_rss_mb)
 
 
 def read_part_marker(part_dir: Path) -> dict[str, Any]:

@@ -92,6 +92,17 @@ def _child() -> None:
     worker_main(conn, conn.recv())
 
 
+def _peak_rss_mb() -> float | None:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def worker_main(conn: multiprocessing.connection.Connection, cfg: CurationConfig) -> None:
     from paco_fr.data.chunks import ChunkWriter  # noqa: PLC0415 - in the child, after spawn
     from paco_fr.data.process import ChunkProcessor  # noqa: PLC0415
@@ -107,6 +118,7 @@ def worker_main(conn: multiprocessing.connection.Connection, cfg: CurationConfig
         while True:
             task: ChunkTask | None = conn.recv()
             if task is None:
+                send("peak", _peak_rss_mb())
                 return
             writer = ChunkWriter(task.part_dir, task.index)
 
@@ -160,6 +172,7 @@ class ChunkPool:
         self.on_chunk = on_chunk
         self.deaths: list[WorkerDeath] = []
         self.rejected_for_crashes: list[str] = []
+        self.worker_peak_rss_mb: float | None = None  # the largest worker's VmHWM
         self._workers: list[_Worker] = []
         self._strikes: Counter[tuple[int, int, int]] = Counter()
         self._blameless: Counter[tuple[int, int]] = Counter()
@@ -208,8 +221,10 @@ class ChunkPool:
         try:
             if worker.process.poll() is None:
                 worker.conn.send(None)
+                if worker.conn.poll(10):
+                    self._handle(worker, worker.conn.recv())
                 worker.process.wait(timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
+        except (OSError, EOFError, subprocess.TimeoutExpired):
             pass
         if worker.process.poll() is None:
             worker.process.kill()
@@ -238,6 +253,8 @@ class ChunkPool:
         elif kind == "chunk":
             task, worker.task = worker.task, None
             self.on_chunk(task)
+        elif kind == "peak" and message[1] is not None:
+            self.worker_peak_rss_mb = max(self.worker_peak_rss_mb or 0.0, message[1])
         elif kind == "error":
             raise WorkerError(f"curation worker failed on chunk {worker.task.index} of partition "
                               f"{worker.task.part}:\n{message[1]}")

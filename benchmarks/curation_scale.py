@@ -1,0 +1,209 @@
+"""Curation at scale: worker processes against one, the default run against an older commit, and
+peak memory of a worker and of the merge as the corpus grows.
+
+1. Throughput, same inputs, alternating in one run: `paco-fr curate --workers 2` against
+   `--workers 1` on procedural faces with ground truth disabled (MediaPipe on every image, the
+   expensive path of a real photo collection). Wall time and CPU seconds of the whole process tree
+   (RUSAGE_CHILDREN). Targets: throughput x1.4 or more, CPU seconds per face within x1.15. From the
+   two-worker run's faces per CPU-second: the projected time for 2,000,000 faces on 32 cores.
+2. `--baseline REF`: the default `paco-fr curate` of the builtin raw folder with this tree against
+   the same command at git commit REF (exported with `git archive`), alternating. Target: x1.0 or less.
+3. `--rss SMALL LARGE`: peak RSS (VmHWM) of the largest curation worker (`paco-fr curate-part`) and
+   of the merge (`paco-fr curate-merge`, its own process) at two corpus sizes, procedural faces with
+   ground truth (the first SMALL or LARGE faces of one folder). Target: within x1.25.
+
+    python benchmarks/curation_scale.py --faces 400 --baseline HEAD~5 --rss 2000 20000
+
+Prints a table and writes benchmarks/results/curation_scale.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "benchmarks" / "results" / "curation_scale.json"
+ENV = {**os.environ, "GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "2"}
+QUIET = ["--no-progress"]
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(cmd: list[str], *, env: dict | None = None) -> dict:
+    """Wall and CPU seconds (the command and every process it waited for) of one command."""
+    cpu0, t0 = children_cpu(), time.perf_counter()
+    proc = subprocess.run(cmd, env=env or ENV, capture_output=True, text=True, check=False)
+    wall, cpu = time.perf_counter() - t0, children_cpu() - cpu0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+    return {"wall_s": wall, "cpu_s": cpu, "stderr": proc.stderr}
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "paco_fr.cli", *args]
+
+
+def materialise(n: int, folder: Path, seed: int = 0) -> Path:
+    from paco_fr.data.builtin import write_builtin_raw
+    from paco_fr.data.config import BuiltinSourceConfig
+
+    return write_builtin_raw(BuiltinSourceConfig(photos=False, n_synthetic=n, n_identities=n, seed=seed), folder,
+                             progress=False)
+
+
+def throughput(n: int, repeats: int, work: Path) -> dict:
+    raw = materialise(n, work / f"raw-{n}")
+    runs: dict[int, list[dict]] = {1: [], 2: []}
+    faces = None
+    for _ in range(repeats):
+        for workers in (1, 2):
+            out = work / "corpus-throughput"
+            shutil.rmtree(out, ignore_errors=True)
+            run = timed(cli("curate", "--source", str(raw), "--out", str(out), "--workers", str(workers),
+                            "--set", "curation.use_ground_truth=false", "--no-progress-json", *QUIET))
+            faces = json.loads((out / "summary.json").read_text())["faces"]
+            runs[workers].append({"wall_s": run["wall_s"], "cpu_s": run["cpu_s"]})
+    best = {w: min(r, key=lambda x: x["wall_s"]) for w, r in runs.items()}
+    cpu_face = {w: min(x["cpu_s"] for x in r) / faces for w, r in runs.items()}
+    per_core = 1.0 / cpu_face[2]  # faces per CPU-second with two workers
+    return {
+        "images": n, "faces": faces, "runs": runs,
+        "faces_per_s": {w: faces / best[w]["wall_s"] for w in best},
+        "cpu_s_per_face": cpu_face,
+        "throughput_ratio": best[1]["wall_s"] / best[2]["wall_s"],
+        "cpu_per_face_ratio": cpu_face[2] / cpu_face[1],
+        "faces_per_cpu_s": per_core,
+        "projection_2m_faces_32_cores_h": 2_000_000 / (32 * per_core) / 3600,
+    }
+
+
+def baseline(ref: str, repeats: int, work: Path) -> dict:
+    old = work / "baseline-tree"
+    old.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+    raw = work / "raw-builtin"
+    subprocess.run(cli("raw", "--out", str(raw), *QUIET), env=ENV, check=True, capture_output=True)
+    runs: dict[str, list[dict]] = {"baseline": [], "candidate": []}
+    for _ in range(repeats):
+        for name, env in (("baseline", {**ENV, "PYTHONPATH": str(old)}), ("candidate", ENV)):
+            out = work / f"corpus-{name}"
+            shutil.rmtree(out, ignore_errors=True)
+            run = timed(cli("curate", "--source", str(raw), "--out", str(out), *QUIET), env=env)
+            runs[name].append({"wall_s": run["wall_s"], "cpu_s": run["cpu_s"]})
+    best = {k: min(x["wall_s"] for x in v) for k, v in runs.items()}
+    return {"ref": ref, "runs": runs, "best_wall_s": best, "ratio": best["candidate"] / best["baseline"]}
+
+
+def peak_rss(n: int, raw: Path, work: Path, partitions: int = 2) -> dict:
+    """Curate the first n faces of `raw` (a linked subset) as `partitions` parts + a merge."""
+    subset = work / f"subset-{n}"
+    shutil.rmtree(subset, ignore_errors=True)
+    (subset / "synthetic").mkdir(parents=True)
+    for i in range(n):
+        for suffix in (".png", ".gt.json", ".labels.png"):
+            name = f"face-{i:06d}{suffix}"
+            os.symlink(raw / "synthetic" / name, subset / "synthetic" / name)
+    sets = ["--set", f"curation.partitions={partitions}"]
+    parts, worker_peak, part_wall = [], 0.0, 0.0
+    for part in range(partitions):
+        out = work / f"part-{n}-{part}"
+        shutil.rmtree(out, ignore_errors=True)
+        run = timed(cli("curate-part", "--source", str(subset), "--part", str(part), "--out", str(out),
+                        "--workers", "2", "--no-progress-json", *sets, *QUIET))
+        line = next(x for x in run["stderr"].splitlines() if "worker peak RSS" in x)
+        worker_peak = max(worker_peak, float(line.split("worker peak RSS ")[1].split()[0]))
+        part_wall += run["wall_s"]
+        parts.append(str(out))
+    corpus = work / f"corpus-{n}"
+    shutil.rmtree(corpus, ignore_errors=True)
+    runner = ("import resource, runpy, sys; sys.argv = ['paco-fr', *sys.argv[1:]]\n"
+              "try:\n    runpy.run_module('paco_fr.cli', run_name='__main__')\n"
+              "finally:\n    print('PEAK', open('/proc/self/status').read().split('VmHWM:')[1].split()[0], file=sys.stderr)")
+    run = timed([sys.executable, "-c", runner, "curate-merge", "--source", str(subset), "--parts", *parts,
+                 "--out", str(corpus), *sets, *QUIET])
+    merge_peak = int(run["stderr"].split("PEAK ")[1].split()[0]) / 1024
+    faces = json.loads((corpus / "summary.json").read_text())["faces"]
+    for path in [*parts, corpus, subset]:
+        shutil.rmtree(path, ignore_errors=True)
+    return {"n": n, "faces": faces, "worker_peak_rss_mb": worker_peak, "merge_peak_rss_mb": merge_peak,
+            "merge_wall_s": run["wall_s"], "curate_part_wall_s": part_wall}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--faces", type=int, default=400, help="faces for the 2-vs-1 worker comparison")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--baseline", default=None, metavar="REF", help="git commit for the default-run comparison")
+    parser.add_argument("--rss", type=int, nargs=2, default=None, metavar=("SMALL", "LARGE"))
+    parser.add_argument("--rss-raw", default=None, metavar="DIR", help="an existing builtin raw folder of >= LARGE faces")
+    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--work-dir", default=None)
+    args = parser.parse_args(argv)
+    work = Path(args.work_dir or tempfile.mkdtemp(prefix="paco-fr-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
+    load = os.getloadavg()[0]
+    result: dict = {"benchmark": "curation_scale", "command": " ".join(["python benchmarks/curation_scale.py", *(argv or sys.argv[1:])]),
+                    "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                "platform": platform.platform(), "load_avg_1m_at_start": load}}
+    rows = []
+    try:
+        if not args.skip_throughput:
+            t = throughput(args.faces, args.repeats, work)
+            result["throughput"] = t
+            rows += [(f"1 worker, {t['faces']} faces (MediaPipe)", f"{t['faces_per_s'][1]:.1f} faces/s",
+                      f"{t['cpu_s_per_face'][1] * 1000:.1f} ms CPU/face", "baseline"),
+                     ("2 workers, same inputs", f"{t['faces_per_s'][2]:.1f} faces/s",
+                      f"{t['cpu_s_per_face'][2] * 1000:.1f} ms CPU/face",
+                      f"x{t['throughput_ratio']:.2f} throughput, x{t['cpu_per_face_ratio']:.2f} CPU/face"),
+                     ("projected: 2M faces, 32 cores", f"{t['faces_per_cpu_s'] * 32:.0f} faces/s",
+                      f"{t['projection_2m_faces_32_cores_h']:.2f} h", "curation only (see docs)")]
+        if args.baseline:
+            b = baseline(args.baseline, args.repeats, work)
+            result["baseline"] = b
+            rows += [(f"default `paco-fr curate` builtin, at {args.baseline}", "", f"{b['best_wall_s']['baseline']:.2f} s",
+                      "baseline"),
+                     ("default `paco-fr curate` builtin, this tree", "", f"{b['best_wall_s']['candidate']:.2f} s",
+                      f"x{b['ratio']:.2f}")]
+        if args.rss:
+            raw = Path(args.rss_raw) if args.rss_raw else materialise(max(args.rss), work / "raw-rss", seed=3)
+            small, large = (peak_rss(n, raw, work) for n in args.rss)
+            result["rss"] = {"small": small, "large": large,
+                             "worker_ratio": large["worker_peak_rss_mb"] / small["worker_peak_rss_mb"],
+                             "merge_ratio": large["merge_peak_rss_mb"] / small["merge_peak_rss_mb"]}
+            for key, label in (("worker_peak_rss_mb", "curation worker"), ("merge_peak_rss_mb", "merge")):
+                rows += [(f"peak RSS {label}, {small['n']} faces", f"{small[key]:.0f} MB", "", "baseline"),
+                         (f"peak RSS {label}, {large['n']} faces", f"{large[key]:.0f} MB", "",
+                          f"x{large[key] / small[key]:.2f}")]
+    finally:
+        if not args.work_dir:
+            shutil.rmtree(work, ignore_errors=True)
+    result["load_avg_1m_at_end"] = os.getloadavg()[0]
+    width = max(len(r[0]) for r in rows) if rows else 10
+    print(f"\ncuration at scale ({os.cpu_count()} CPUs, load average {load:.2f} at start, "
+          f"{result['load_avg_1m_at_end']:.2f} at end)")
+    for name, rate, secs, ratio in rows:
+        print(f"{name.ljust(width)}  {rate:>16}  {secs:>20}  {ratio}")
+    from paco_fr.io import write_json_atomic
+
+    write_json_atomic(RESULTS, result)
+    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
