@@ -106,7 +106,7 @@ def query_time(sizes: tuple[int, ...], queries: int = 2000) -> dict:
     out = {}
     for n in sizes:
         codes = rng.integers(0, 256, (n, 32), dtype=np.uint8)
-        index = BinaryHashIndex(20)
+        index = BinaryHashIndex(16)
         started = time.perf_counter()
         for label, code in enumerate(codes):
             index.add(code, label)

@@ -64,7 +64,7 @@ class NearDuplicateConfig:
     face_bits: int = 16
     # The whole decoded image (other images only): re-encodes, colour modes, resizes, exposure,
     # whatever the landmarks did.
-    image_bits: int = 20
+    image_bits: int = 16
 
     def __post_init__(self) -> None:
         for name in ("face_bits", "image_bits"):

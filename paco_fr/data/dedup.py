@@ -12,7 +12,8 @@ Near duplicates use two 256-bit DCT perceptual hashes (imagehash.phash, hash_siz
 The merge of the curation stage asks, face by face in canonical order, whether an earlier accepted
 face is within `near_duplicate.face_bits` (face hash) or an earlier accepted *other* image within
 `near_duplicate.image_bits` (image hash). Both lookups go through :class:`BinaryHashIndex`, a
-faiss binary HNSW graph: a query visits O(log n) entries instead of every accepted face.
+faiss multi-index hash: exact, and a query looks at the entries that share a substring with it
+instead of every accepted face.
 """
 
 from __future__ import annotations
@@ -70,17 +71,22 @@ def hamming_hex(a: str, b: str) -> int:
 
 
 class BinaryHashIndex:
-    """Accepted hashes and a label for each, in a faiss IndexBinaryHNSW; `nearest` returns the
-    nearest stored label within `max_distance` bits, or None. Built one add at a time on one
-    thread, so the graph (and every answer) depends only on the order of the adds."""
+    """Accepted hashes and a label for each; `nearest` returns the nearest stored label within
+    `max_distance` bits, or None. A faiss IndexBinaryMultiHash: the 256 bits are cut into
+    max_distance + 1 disjoint substrings, so a code within max_distance bits of a stored one matches
+    it exactly on at least one substring (pigeonhole) and is found among that bucket's entries:
+    exact, without comparing against every stored code. Beyond 31 bits (substrings under 8 bits)
+    it falls back to faiss's exhaustive IndexBinaryFlat."""
 
-    def __init__(self, max_distance: int, *, neighbours: int = 16, ef_search: int = 32) -> None:
+    def __init__(self, max_distance: int) -> None:
         import faiss  # noqa: PLC0415
 
         faiss.omp_set_num_threads(1)
         self.max_distance = int(max_distance)
-        self._index = faiss.IndexBinaryHNSW(HASH_BITS, neighbours)
-        self._index.hnsw.efSearch = ef_search
+        n_hash = max(self.max_distance + 1, 4)
+        bits = min(64, HASH_BITS // n_hash)
+        self._index = (faiss.IndexBinaryMultiHash(HASH_BITS, n_hash, bits) if bits >= 8
+                       else faiss.IndexBinaryFlat(HASH_BITS))
         self._labels = array("q")  # 8 bytes per entry, not a Python int each
 
     def __len__(self) -> int:
