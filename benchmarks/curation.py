@@ -67,7 +67,7 @@ started = time.perf_counter()
 result = curate(CurationConfig(), sys.argv[1], sys.argv[2], progress=False)
 print(json.dumps({"peak_rss_mb": peak_rss_mb(),
                   "wall_s": time.perf_counter() - started, "faces": result.summary["faces"],
-                  "inputs": result.summary["inputs"], "timing": result.summary["timing"]}))
+                  "inputs": result.summary["inputs"], "timing": result.summary["run"]["timing"]}))
 """
 
 
@@ -96,7 +96,7 @@ def pipeline(raw: Path, out: Path, cfg: CurationConfig) -> dict:
     started = time.perf_counter()
     result = curate(cfg, raw, out, resume=False, progress=False)
     elapsed = time.perf_counter() - started
-    return {"seconds": elapsed, "loop_seconds": result.summary["timing"]["loop_s"],
+    return {"seconds": elapsed, "loop_seconds": result.summary["run"]["timing"]["curate_s"],
             "images": result.summary["inputs"], "faces": result.summary["faces"]}
 
 
