@@ -1,21 +1,23 @@
-"""Dagster Definitions for PaCo-FR: `dagster dev -m dagster_project.definitions`.
+"""Dagster Definitions for PaCo-FR (`paco-fr-ui`, or `dagster dev -w workspace.yaml`).
 
-Assets call the library through DVC stages (`paco-fr <stage>`), so `dvc repro` alone reproduces the
-same outputs; this module only wires assets, checks, resources and automation together.
+Assets run their DVC stages (`paco-fr <stage>`), so `dvc repro` alone reproduces the same outputs, and
+an asset's data version is its DVC md5; this module only wires assets, checks, resources, jobs and
+automation together, for the repository at $PACO_FR_REPO (default: the one holding this package).
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import dagster as dg
 
-from dagster_project.assets import (benchmark_summary, eval_report, face_corpus, face_regions,
-                                    pretrained_encoder, raw_faces)
+from dagster_project.assets import build_assets
 from dagster_project.checks import corpus_expectations, regions_expectations
-from dagster_project.jobs import retrain_job
-from dagster_project.resources import (DvcResource, ParamsOverrides, PathsResource, WandbResource,
-                                       training_launcher_from_env)
+from dagster_project.experiments import experiment
+from dagster_project.jobs import ingest_raw_job
+from dagster_project.project import default_repo_root, project_config
+from dagster_project.resources import DvcResource, LocalTrainingLauncher, PathsResource, training_launcher_from_env
 from dagster_project.schedules import weekly_retraining
 from dagster_project.sensors import new_raw_images
 
@@ -23,25 +25,29 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 
-evaluation_automation = dg.AutomationConditionSensorDefinition(
-    name="evaluation_automation",
-    target=dg.AssetSelection.assets(eval_report, benchmark_summary),
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Re-evaluates every benchmark partition and the summary after the encoder changes.",
-)
 
-defs = dg.Definitions(
-    assets=[raw_faces, face_corpus, face_regions, pretrained_encoder, eval_report, benchmark_summary],
-    asset_checks=[corpus_expectations, regions_expectations],
-    jobs=[retrain_job],
-    schedules=[weekly_retraining],
-    sensors=[new_raw_images, evaluation_automation],
-    resources={
-        "paths": PathsResource(),
-        "dvc": DvcResource(),
-        "overrides": ParamsOverrides(),
-        "wandb": WandbResource(),
-        "training_launcher": training_launcher_from_env(),
-    },
-    executor=dg.in_process_executor,
-)
+def build_defs(root: str | os.PathLike[str], *, training_launcher=None) -> dg.Definitions:
+    root = str(Path(root).resolve())
+    launcher = training_launcher or training_launcher_from_env()
+    if isinstance(launcher, LocalTrainingLauncher):
+        launcher = LocalTrainingLauncher(repo_root=root)
+    automation = dg.AutomationConditionSensorDefinition(
+        name="rebuild_on_change",
+        target=dg.AssetSelection.all() - dg.AssetSelection.keys("raw_faces"),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Rebuilds an asset when one of its inputs got a new data version (or its code changed): "
+                    "unchanged inputs launch nothing.",
+    )
+    return dg.Definitions(
+        assets=build_assets(project_config(root)),
+        asset_checks=[corpus_expectations, regions_expectations],
+        jobs=[ingest_raw_job, experiment],
+        schedules=[weekly_retraining],
+        sensors=[new_raw_images, automation],
+        resources={"paths": PathsResource(repo_root=root), "dvc": DvcResource(repo_root=root),
+                   "training_launcher": launcher},
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_defs(default_repo_root())

@@ -1,15 +1,16 @@
-"""Jobs: the unpartitioned chain from raw images to the pre-trained encoder. Evaluation partitions and
-the summary follow by declarative automation (eager) once the encoder changes."""
+"""Jobs. `ingest_raw` versions the raw folder (what the schedule and the sensor launch); everything
+downstream follows by declarative automation, and only where an input's data version changed."""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from dagster_project.assets import face_corpus, face_regions, pretrained_encoder
+from dagster_project.assets import raw_faces
 
-retrain_job = dg.define_asset_job(
-    name="retrain",
-    selection=dg.AssetSelection.assets(face_corpus, face_regions, pretrained_encoder),
-    description="Curate the raw folder, rebuild region maps and pre-train (DVC skips what is up to date).",
-    executor_def=dg.in_process_executor,
+ingest_raw_job = dg.define_asset_job(
+    name="ingest_raw",
+    selection=dg.AssetSelection.assets(raw_faces),
+    description="`dvc add` the raw folder. New or changed images give a new data version, and the corpus, "
+                "region maps, encoders, reports and the summary rebuild by automation; unchanged images "
+                "launch nothing more.",
 )

@@ -1,44 +1,24 @@
-"""Resources: where data lives, how DVC is driven, wandb settings, parameter overrides for a run, and
-the training launcher (a local Pipes subprocess, or a Kubernetes GPU pod through dagster-k8s)."""
+"""Resources: where the repository is, how DVC stages run, and where pre-training runs (a local Pipes
+subprocess, or a Kubernetes GPU pod through dagster-k8s).
+
+Production assets take every parameter from the committed params.yaml; a run with other parameters
+is an experiment (dagster_project.experiments), never an override of a production asset.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import dagster as dg
 from pydantic import Field
 
-from paco_fr.config import load_config
-from paco_fr.pipeline import ReproResult, dvc_repro, override_pairs, patched_params, repo_root
-
-
-def default_repo_root() -> str:
-    return str(repo_root(os.environ.get("PACO_FR_REPO", Path(__file__).resolve().parents[1])))
-
-
-class ParamsOverrides(dg.ConfigurableResource):
-    """Run-level overrides of params.yaml, set in the launchpad's `resources:` block. They are applied
-    to every stage of the run and recorded in each artifact's provenance.json and in dvc.lock."""
-
-    preset: Optional[str] = Field(default=None, description="pre-train this preset instead of pipeline.presets")
-    epochs: Optional[int] = Field(default=None, description="train.epochs")
-    benchmarks: Optional[list[str]] = Field(default=None, description="eval.benchmarks")
-    set: list[str] = Field(default_factory=list, description="any other key=value overrides")
-
-    def pairs(self, root: Path) -> list[str]:
-        pairs: list[str] = []
-        if self.preset:
-            load_config(root / "params.yaml", preset=self.preset)  # fail early on an unknown preset
-            pairs.append(f"pipeline.presets=[{self.preset}]")
-        if self.epochs is not None:
-            pairs.append(f"train.epochs={self.epochs}")
-        if self.benchmarks is not None:
-            pairs.append(f"eval.benchmarks=[{', '.join(self.benchmarks)}]")
-        pairs += list(self.set)
-        return override_pairs(None, pairs, root) if pairs else []
+from dagster_project.project import default_repo_root, project_config
+from paco_fr.pipeline import ReproResult, dvc_repro
 
 
 class PathsResource(dg.ConfigurableResource):
@@ -51,31 +31,33 @@ class PathsResource(dg.ConfigurableResource):
         return Path(self.repo_root)
 
     def config(self):
-        return load_config(self.root / "params.yaml")
+        return project_config(self.repo_root)
 
     def data_dir(self) -> Path:
         return self.root / self.config().paths.data_dir
 
-    def raw_dir(self) -> Path:
-        return self.root / self.config().paths.raw_dir
+    def rel(self, *parts: str) -> str:
+        """A path under data_dir, relative to the repository (as dvc.lock and lineage name it)."""
+        return "/".join([self.config().paths.data_dir, *parts])
 
 
 class DvcResource(dg.ConfigurableResource):
-    """Runs DVC stages in the repository; optionally pushes outputs to the configured remote."""
+    """Runs DVC stages in the repository (`dvc repro --single-item`), streaming DVC's output into the
+    run's logs; optionally pushes each stage's outputs to a remote."""
 
     repo_root: str = Field(default_factory=default_repo_root)
     remote: Optional[str] = Field(default=None, description="DVC remote name (default: the repo's default)")
     push: bool = Field(default=False, description="dvc push each stage's outputs after it runs")
 
-    def repro(self, targets: list[str], pairs: list[str], context: dg.AssetExecutionContext | None = None
-              ) -> ReproResult:
+    def repro(self, targets: list[str], context: dg.AssetExecutionContext | None = None) -> ReproResult:
         root = Path(self.repo_root)
         if context is not None:
-            context.log.info(f"dvc repro --single-item {' '.join(targets)}"
-                             + (f" with overrides {pairs}" if pairs else ""))
-        with patched_params(root, pairs) as env:
-            env = {**env, "PACO_FR_RUN_ID": context.run.run_id if context is not None else ""}
-            result = dvc_repro(targets, root=root, single_item=True, env=env, stream=True)
+            context.log.info(f"dvc repro --single-item {' '.join(targets)}")
+        env = {"PACO_FR_RUN_ID": context.run.run_id} if context is not None else {}
+        relay = progress_relay(context.log.info) if context is not None else None
+        result = dvc_repro(targets, root=root, single_item=True, env=env, stream=True, on_line=relay)
+        if context is not None:
+            context.log.info(f"ran: {', '.join(result.ran) or 'nothing: up to date'}")
         if self.push:
             import subprocess
 
@@ -84,38 +66,56 @@ class DvcResource(dg.ConfigurableResource):
         return result
 
 
-class WandbResource(dg.ConfigurableResource):
-    """wandb settings handed to training (offline by default: runs sync later with `wandb sync`)."""
+def progress_relay(log: Callable[[str], None], every_s: float = 10.0) -> Callable[[str], None]:
+    """A line handler that puts stages' progress lines (JSON with an "event", e.g. curation's
+    `curate_progress`) into the run log, at most one per `every_s` per event kind, the last always."""
+    last: dict[str, float] = {}
 
-    mode: str = "offline"
-    project: str = "paco-fr"
+    def handle(line: str) -> None:
+        text = line.strip()
+        if not (text.startswith("{") and '"event"' in text):
+            return
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError:
+            return
+        event = str(record.get("event"))
+        now = time.monotonic()
+        final = record.get("done") is not None and record.get("done") == record.get("total")
+        if final or now - last.get(event, -every_s) >= every_s:
+            last[event] = now
+            log(format_progress(record))
 
-    def pairs(self) -> list[str]:
-        return [f"train.wandb_mode={self.mode}", f"train.wandb_project={self.project}"]
+    return handle
+
+
+def format_progress(record: dict[str, Any]) -> str:
+    if record.get("event") == "curate_progress":
+        eta = record.get("eta_s")
+        return (f"{record.get('stage', 'curate')}: {record.get('done')}/{record.get('total')} inputs, "
+                f"{record.get('faces')} faces, {record.get('rejected')} rejected, "
+                f"{record.get('faces_per_s', 0):.1f} faces/s" + (f", ETA {eta:.0f} s" if eta is not None else ""))
+    return json.dumps(record)
 
 
 class TrainingLauncher(dg.ConfigurableResource):
     """Where pre-training runs. Subclasses build a command and launch it with Dagster Pipes."""
 
-    def launch(self, context: dg.AssetExecutionContext, targets: list[str], pairs: list[str]):
+    def launch(self, context: dg.AssetExecutionContext, target: str):
         raise NotImplementedError
 
 
 class LocalTrainingLauncher(TrainingLauncher):
-    """Runs the pre-training DVC stage in a local subprocess speaking Dagster Pipes. With more than one
-    process, training runs under torchrun (DDP: gloo on CPU, NCCL on GPU)."""
+    """Runs the pre-training DVC stage in a local subprocess speaking Dagster Pipes."""
 
     repo_root: str = Field(default_factory=default_repo_root)
-    nproc_per_node: int = 1
 
-    def command(self, targets: list[str], pairs: list[str]) -> list[str]:
-        pairs = [*pairs, f"train.nproc_per_node={self.nproc_per_node}"] if self.nproc_per_node > 1 else pairs
-        return [sys.executable, "-m", "dagster_project.pipes_entry", *targets,
-                *[arg for pair in pairs for arg in ("--set", pair)]]
+    def command(self, target: str) -> list[str]:
+        return [sys.executable, "-m", "dagster_project.pipes_entry", target]
 
-    def launch(self, context: dg.AssetExecutionContext, targets: list[str], pairs: list[str]):
+    def launch(self, context: dg.AssetExecutionContext, target: str):
         client = dg.PipesSubprocessClient(cwd=self.repo_root)
-        return client.run(context=context, command=self.command(targets, pairs),
+        return client.run(context=context, command=self.command(target),
                           env={"PACO_FR_RUN_ID": context.run.run_id})
 
 
@@ -132,10 +132,8 @@ class K8sTrainingLauncher(TrainingLauncher):
     service_account: Optional[str] = None
     workdir: str = "/workspace/paco-fr"
 
-    def command(self, targets: list[str], pairs: list[str]) -> list[str]:
-        pairs = [*pairs, f"train.nproc_per_node={self.gpus}"] if self.gpus > 1 else pairs
-        return ["python", "-m", "dagster_project.pipes_entry", *targets, "--pull", "--push",
-                *[arg for pair in pairs for arg in ("--set", pair)]]
+    def command(self, target: str) -> list[str]:
+        return ["python", "-m", "dagster_project.pipes_entry", target, "--pull", "--push"]
 
     def base_pod_spec(self) -> dict[str, Any]:
         resources = {"limits": {"nvidia.com/gpu": str(self.gpus), "cpu": self.cpu, "memory": self.memory},
@@ -155,20 +153,18 @@ class K8sTrainingLauncher(TrainingLauncher):
             spec["service_account_name"] = self.service_account
         return spec
 
-    def pod_body(self, targets: list[str], pairs: list[str], env: dict[str, str] | None = None):
-        """The V1Pod the launcher would submit (what the tests check; no cluster needed)."""
+    def pod_body(self, target: str, env: dict[str, str] | None = None):
+        """The V1Pod the launcher would submit."""
         from dagster_k8s.pipes import build_pod_body
 
-        return build_pod_body(pod_name="paco-fr-pretrain", image=self.image,
-                              command=self.command(targets, pairs), env_vars=env or {},
-                              base_pod_meta={"labels": {"app": "paco-fr", "stage": "pretrain"}},
+        return build_pod_body(pod_name="paco-fr-pretrain", image=self.image, command=self.command(target),
+                              env_vars=env or {}, base_pod_meta={"labels": {"app": "paco-fr", "stage": "pretrain"}},
                               base_pod_spec=self.base_pod_spec())
 
-    def launch(self, context: dg.AssetExecutionContext, targets: list[str], pairs: list[str]):
+    def launch(self, context: dg.AssetExecutionContext, target: str):
         from dagster_k8s import PipesK8sClient
 
-        return PipesK8sClient().run(context=context, namespace=self.namespace,
-                                    command=self.command(targets, pairs),
+        return PipesK8sClient().run(context=context, namespace=self.namespace, command=self.command(target),
                                     base_pod_meta={"labels": {"app": "paco-fr", "stage": "pretrain"}},
                                     base_pod_spec=self.base_pod_spec())
 

@@ -1,16 +1,17 @@
-"""Weekly retraining: rebuild the corpus from whatever is in the raw folder and pre-train again."""
+"""Weekly retraining: version the raw folder every Monday; what changed rebuilds by automation."""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from dagster_project.jobs import retrain_job
+from dagster_project.jobs import ingest_raw_job
 
 weekly_retraining = dg.ScheduleDefinition(
     name="weekly_retraining",
-    job=retrain_job,
+    job=ingest_raw_job,
     cron_schedule="0 3 * * 1",  # Mondays 03:00
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="Retrain every week; DVC skips unchanged stages, so a week without new data costs little.",
+    description="Every Monday: `dvc add` the raw folder. A week without new images gives the same data version "
+                "and launches no training or evaluation; new images rebuild exactly the chain below them.",
 )

@@ -1,5 +1,6 @@
-"""A sensor that notices new or changed images in the raw folder and requests curation and everything
-downstream. It fingerprints file names, sizes and mtimes (cheap); the asset itself hashes content."""
+"""A sensor that notices new or changed images in the raw folder and requests `ingest_raw` (dvc add).
+It fingerprints file names, sizes and mtimes (cheap); the asset hashes content, and only a changed
+data version moves anything downstream."""
 
 
 import hashlib
@@ -9,8 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from dagster_project.assets import raw_faces
-from dagster_project.jobs import retrain_job
+from dagster_project.jobs import ingest_raw_job
 from dagster_project.resources import PathsResource
 
 
@@ -32,13 +32,13 @@ def folder_fingerprint(folder: Path) -> tuple[str, int]:
 
 
 @dg.sensor(
-    job=retrain_job,
+    job=ingest_raw_job,
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.STOPPED,
-    description="Requests a retrain run when files in the raw folder are added, removed or changed.",
+    description="Requests an ingest_raw run (dvc add) when files in the raw folder are added, removed or changed.",
 )
 def new_raw_images(context: dg.SensorEvaluationContext, paths: PathsResource):
-    raw = paths.raw_dir()
+    raw = paths.root / paths.config().paths.raw_dir
     if not raw.exists():
         return dg.SkipReason(f"raw folder {raw} does not exist")
     fingerprint, count = folder_fingerprint(raw)
@@ -54,6 +54,5 @@ def new_raw_images(context: dg.SensorEvaluationContext, paths: PathsResource):
                                     tags={"paco-fr/trigger": "new_raw_images",
                                           "paco-fr/files_before": str(previous["files"]),
                                           "paco-fr/files_after": str(count)})],
-        asset_events=[dg.AssetObservation(asset_key=raw_faces.key, metadata={"files": count})],
         cursor=cursor,
     )

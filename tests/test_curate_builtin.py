@@ -11,6 +11,7 @@ import pytest
 from curation_testdata import encode
 from paco_fr.data.builtin import BUILTIN_PHOTOS, SOURCES_FILE, write_builtin_raw
 from paco_fr.data.config import BuiltinSourceConfig
+from paco_fr.lineage import content_hash, read_provenance
 
 SMALL = BuiltinSourceConfig(photos=True, n_synthetic=6, n_identities=3, render_size=128, seed=1)
 
@@ -68,23 +69,23 @@ def test_cli_raw_and_curate_builtin(tmp_path, capsys):
 
     raw, corpus = tmp_path / "raw", tmp_path / "corpus"
     assert main(["raw", "--out", str(raw), "--params", _params(tmp_path), "--no-progress"]) == 0
-    assert (raw / SOURCES_FILE).exists() and (raw / "provenance.json").exists()
+    assert (raw / SOURCES_FILE).exists() and read_provenance(raw)["stage"] == "raw"
     code = main(["curate", "--source", "builtin", "--raw-dir", str(raw), "--out", str(corpus),
                  "--params", _params(tmp_path), "--no-progress", "--set", "curation.shard_size=4"])
     assert code == 0
     err = capsys.readouterr().err
-    # README.txt, SOURCES.json and the raw stage's provenance.json are files, not images: reported, not hidden
-    assert "curate: accepted:" in err and "curate: rejected: 3 unsupported_format" in err
+    # README.txt and SOURCES.json are files, not images: reported, not hidden
+    assert "curate: accepted:" in err and "curate: rejected: 2 unsupported_format" in err
     manifest = pd.read_parquet(corpus / "manifest.parquet")
     assert manifest["synthetic"].sum() == 6 and (~manifest["synthetic"]).sum() >= 2
     assert (manifest["landmark_source"] == "ground_truth").sum() == 6
     rejected = pd.read_parquet(corpus / "rejected.parquet")
-    assert set(rejected["source_path"]) == {"README.txt", SOURCES_FILE, "provenance.json"}
-    provenance = json.loads((corpus / "provenance.json").read_text())
-    assert provenance["stage"] == "curate" and "raw" in provenance["inputs"]
+    assert set(rejected["source_path"]) == {"README.txt", SOURCES_FILE}
+    provenance = read_provenance(corpus)
+    assert provenance["stage"] == "curate" and provenance["inputs"]["raw"]["md5"] == content_hash(raw)
     assert "curation.shard_size=4" in provenance["overrides"]
     assert len(list((corpus / "shards").glob("shard-*.tar"))) >= 2
-    # an up-to-date raw folder is left byte for byte as it was, provenance record included
+    # an up-to-date raw folder is left byte for byte as it was
     before = tree_bytes(raw)
     assert main(["raw", "--out", str(raw), "--params", _params(tmp_path), "--no-progress"]) == 0
     assert tree_bytes(raw) == before

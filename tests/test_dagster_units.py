@@ -1,5 +1,5 @@
-"""Dagster wiring that needs no pipeline run: definitions, the Kubernetes pod spec, the raw-folder
-sensor, run-config overrides."""
+"""Dagster wiring that needs no pipeline run: the graph and its partitions, code versions, the typed
+experiment config, progress relaying, the raw-folder sensor."""
 
 import json
 from pathlib import Path
@@ -8,72 +8,84 @@ import dagster as dg
 import pytest
 
 from dagster_project.definitions import defs
-from dagster_project.resources import K8sTrainingLauncher, LocalTrainingLauncher, ParamsOverrides, PathsResource
+from dagster_project.resources import PathsResource
 from dagster_project.sensors import new_raw_images
+from paco_fr.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_definitions_hold_the_whole_asset_graph():
+def test_definitions_hold_the_whole_asset_graph_with_dvcs_dimensions():
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == {"raw_faces", "face_corpus", "face_regions", "pretrained_encoder", "eval_report",
-                    "benchmark_summary"}
+    assert keys == {"raw_faces", "face_corpus_part", "face_corpus", "face_regions", "pretrained_encoder",
+                    "eval_report", "baseline_report", "benchmark_summary"}
     parents = {k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys}
                for k in graph.get_all_asset_keys()}
-    assert parents["face_corpus"] == {"raw_faces"}
+    assert parents["face_corpus_part"] == {"raw_faces"}
+    assert parents["face_corpus"] == {"raw_faces", "face_corpus_part"}
     assert parents["face_regions"] == {"face_corpus"}
     assert parents["pretrained_encoder"] == {"face_regions"}
     assert parents["eval_report"] == {"pretrained_encoder"}
-    assert parents["benchmark_summary"] == {"eval_report"}
-    assert defs.get_assets_def(dg.AssetKey("pretrained_encoder")).op.pool == "gpu"
+    assert parents["baseline_report"] == set()
+    assert parents["benchmark_summary"] == {"eval_report", "baseline_report"}
     from dagster_project.checks import corpus_expectations, regions_expectations
 
     checks = {spec.name: spec.blocking for check in (corpus_expectations, regions_expectations)
               for spec in check.check_specs}
     assert checks == {"corpus_expectations": True, "regions_expectations": True}
-    partitions = graph.get(dg.AssetKey("eval_report")).partitions_def.get_partition_keys()
-    from paco_fr.config import load_config
-
-    assert partitions == load_config(ROOT / "params.yaml").eval.benchmarks
+    # One partition per DVC stage of the committed params.yaml.
+    cfg = load_config(ROOT / "params.yaml")
+    encoders = [f"{p}-s{s}" for p in cfg.pipeline.presets for s in cfg.pipeline.seeds]
+    keys_of = lambda name: set(graph.get(dg.AssetKey(name)).partitions_def.get_partition_keys())  # noqa: E731
+    assert keys_of("pretrained_encoder") == set(encoders)
+    assert keys_of("face_corpus_part") == {str(i) for i in range(cfg.curation.n_partitions)}
+    assert keys_of("eval_report") == {f"{b}|{e}" for b in cfg.eval.benchmarks for e in encoders}
+    assert keys_of("baseline_report") == {f"{a}|{b}" for a in cfg.pipeline.baselines for b in cfg.eval.benchmarks}
+    # Every DVC-backed asset is in the `dvc` pool and has the code version of its stage's sources.
+    for name in keys - {"raw_faces"}:
+        node = graph.get(dg.AssetKey(name))
+        assert node.code_version, name
+        assert defs.get_assets_def(dg.AssetKey(name)).op.pool == "dvc", name
     assert defs.resolve_schedule_def("weekly_retraining").cron_schedule == "0 3 * * 1"
+    assert defs.resolve_schedule_def("weekly_retraining").job_name == "ingest_raw"
 
 
-def test_kubernetes_launcher_builds_a_gpu_pod_running_the_dvc_stage():
-    launcher = K8sTrainingLauncher(image="registry.example/paco-fr:1.2", gpus=4,
-                                   node_selector={"gpu": "h100"}, service_account="trainer")
-    pod = launcher.pod_body(["pretrain@paco_fr"], ["train.epochs=3"], env={"DAGSTER_PIPES_CONTEXT": "ctx"})
-    container = pod.spec.containers[0]
-    assert container.image == "registry.example/paco-fr:1.2"
-    assert container.command[:3] == ["python", "-m", "dagster_project.pipes_entry"]
-    assert "pretrain@paco_fr" in container.command and "--pull" in container.command
-    assert "--push" in container.command
-    sets = [container.command[i + 1] for i, a in enumerate(container.command) if a == "--set"]
-    assert sets == ["train.epochs=3", "train.nproc_per_node=4"]  # 4 GPUs -> torchrun with 4 processes
-    assert container.resources.limits["nvidia.com/gpu"] == "4"
-    assert pod.spec.restart_policy == "Never"
-    assert pod.spec.node_selector == {"gpu": "h100"} and pod.spec.service_account_name == "trainer"
-    assert any(v.name == "dshm" for v in pod.spec.volumes)
-    assert {"name": "DAGSTER_PIPES_CONTEXT", "value": "ctx"} in [
-        {"name": e.name, "value": e.value} if not isinstance(e, dict) else e for e in container.env]
-    assert pod.metadata.labels["app"] == "paco-fr"
+def test_code_version_follows_the_stage_sources_only():
+    from dagster_project.project import code_version
+
+    assert code_version("curate") != code_version("regions") and code_version("raw") is None
+    assert code_version("evaluate") == code_version("compare")  # both run paco_fr/eval
 
 
-def test_local_launcher_adds_torchrun_processes_only_when_asked():
-    single = LocalTrainingLauncher(repo_root=str(ROOT)).command(["pretrain@mae"], [])
-    assert single[1:4] == ["-m", "dagster_project.pipes_entry", "pretrain@mae"] and "--set" not in single
-    double = LocalTrainingLauncher(repo_root=str(ROOT), nproc_per_node=2).command(["pretrain@mae"], [])
-    assert double[-2:] == ["--set", "train.nproc_per_node=2"]
+def test_experiment_config_is_typed_from_params_yaml():
+    """The launchpad validates an experiment's keys and value types before the run starts."""
+    from dagster_project.experiments import experiment, flatten
+
+    job = defs.resolve_job_def("experiment")
+    assert job.name == experiment.name
+    good = {"ops": {"dvc_experiment": {"config": {"set": {"train": {"lr": 0.003}, "model": {"top_k": 2}}}}}}
+    assert dg.validate_run_config(job, good)
+    for bad in ({"train": {"lrr": 0.1}}, {"train": {"lr": "fast"}}, {"trian": {}}, {"paths": {"data_dir": "x"}}):
+        with pytest.raises(dg.DagsterInvalidConfigError):
+            dg.validate_run_config(job, {"ops": {"dvc_experiment": {"config": {"set": bad}}}})
+    assert flatten({"train": {"lr": 0.003, "betas": [0.9, 0.99]}, "eval": {"benchmarks": ["a", "b"]}}) == [
+        "train.lr=0.003", "train.betas=[0.9, 0.99]", "eval.benchmarks=[a, b]"]
 
 
-def test_run_config_overrides_become_validated_pairs():
-    pairs = ParamsOverrides(preset="mae", epochs=2, benchmarks=["synthetic_parsing"],
-                            set=["train.batch_size=8"]).pairs(ROOT)
-    assert pairs == ["pipeline.presets=[mae]", "train.epochs=2", "eval.benchmarks=[synthetic_parsing]",
-                     "train.batch_size=8"]
-    assert ParamsOverrides().pairs(ROOT) == []
-    with pytest.raises(Exception, match="unknown preset"):
-        ParamsOverrides(preset="nope").pairs(ROOT)
+def test_progress_lines_reach_the_run_log_at_a_bounded_rate():
+    from dagster_project.resources import progress_relay
+
+    seen: list[str] = []
+    relay = progress_relay(seen.append, every_s=3600)
+    line = '{"event": "curate_progress", "stage": "curate-part 0/2", "done": %d, "total": 10, "faces": 3, ' \
+           '"rejected": 1, "faces_per_s": 2.5, "eta_s": 4}'
+    relay("Running stage 'curate_part@0':\n")
+    relay(line % 1)
+    relay(line % 2)   # within the interval: not relayed
+    relay(line % 10)  # the last one always is
+    assert seen == ["curate-part 0/2: 1/10 inputs, 3 faces, 1 rejected, 2.5 faces/s, ETA 4 s",
+                    "curate-part 0/2: 10/10 inputs, 3 faces, 1 rejected, 2.5 faces/s, ETA 4 s"]
 
 
 def test_sensor_requests_a_run_only_when_the_raw_folder_changes(tmp_path):

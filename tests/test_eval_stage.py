@@ -77,8 +77,8 @@ def test_same_benchmark_same_data_for_every_encoder_and_pool_shared(reports):
     for bench in EMBEDDED:
         assert results[("random", bench)].data_version == results[("pixels", bench)].data_version
         assert results[("hog", bench)].data_version == results[("pixels", bench)].data_version
-    a = json.loads(results[("random", "synthetic_attributes")].report_json.read_text())
-    e = json.loads(results[("random", "synthetic_expression")].report_json.read_text())
+    a = results[("random", "synthetic_attributes")].run
+    e = results[("random", "synthetic_expression")].run
     assert e["timing"]["features_from_cache"] and not a["timing"]["features_from_cache"]
 
 
@@ -175,6 +175,7 @@ def test_compare_without_reports_fails_clearly(tmp_path):
 
 def test_cli_evaluate_list_compare_and_provenance(tmp_path, capsys, monkeypatch):
     from paco_fr.cli import main
+    from paco_fr.lineage import read_provenance
 
     assert main(["evaluate", "--list"]) == 0
     assert "synthetic_landmarks" in capsys.readouterr().out
@@ -185,7 +186,7 @@ def test_cli_evaluate_list_compare_and_provenance(tmp_path, capsys, monkeypatch)
     out = tmp_path / "reports" / "random"
     assert main(["evaluate", "--encoder", "random", "--benchmark", "all", "--out", str(out), *sets]) == 0
     for bench in ("lfw_subset_faces", "synthetic_expression"):
-        prov = json.loads((out / bench / "provenance.json").read_text())
+        prov = read_provenance(out / bench)
         assert prov["stage"] == "evaluate" and "benchmark_data" in prov["inputs"] and "encoder" not in prov["inputs"]
         assert prov["params"]["n_train"] == 16 and "eval.n_train=16" in prov["overrides"]
     assert main(["evaluate", "--encoder", "random", "--benchmark", "nope", "--out", str(tmp_path / "n"), *sets]) == 2
@@ -194,8 +195,8 @@ def test_cli_evaluate_list_compare_and_provenance(tmp_path, capsys, monkeypatch)
     assert "--data-root" in capsys.readouterr().err
     assert main(["compare", "--reports", str(tmp_path / "reports"), "--out", str(tmp_path / "summary"), *sets]) == 0
     assert (tmp_path / "summary" / "compare.md").exists()
-    prov = json.loads((tmp_path / "summary" / "provenance.json").read_text())
-    assert prov["stage"] == "compare"
+    prov = read_provenance(tmp_path / "summary")
+    assert prov["stage"] == "compare" and len(prov["inputs"]) == 2
 
 
 @pytest.mark.parametrize("protocol,bench", [

@@ -1,16 +1,21 @@
-"""The DVC driving layer, on a tiny real DVC repository (git + dvc init) with a one-stage pipeline."""
+"""The DVC driving layer, on a tiny real DVC repository (git + dvc init) with a one-stage pipeline:
+repro, the raw folder's versioning, and experiments that never write the workspace."""
 
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from paco_fr.config import ConfigError
-from paco_fr.pipeline import (PipelineError, combined_version, dvc_repro, override_pairs, patched_params,
-                              stage_outputs)
+from paco_fr.lineage import content_hash, find_record
+from paco_fr.pipeline import (PipelineError, dvc_repro, override_pairs, run_experiment, stage_outputs,
+                              version_raw)
+from tiny_repo import commit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,15 +26,23 @@ def dvc_repo(tmp_path):
     repo.mkdir()
     shutil.copy(ROOT / "params.yaml", repo / "params.yaml")
     # One stage that writes the value of a parameter, so we can see which value produced the output.
+    (repo / "stage.py").write_text(
+        "import json, pathlib, yaml\n"
+        "epochs = yaml.safe_load(open('params.yaml'))['train']['epochs']\n"
+        "pathlib.Path('out').mkdir(exist_ok=True)\n"
+        "pathlib.Path('out/epochs.txt').write_text(str(epochs))\n"
+        "json.dump({'epochs': epochs}, open('metrics.json', 'w'))\n")
     (repo / "dvc.yaml").write_text(
         "stages:\n"
         "  echo_epochs:\n"
-        f"    cmd: {sys.executable} -c \"import yaml,pathlib; p=yaml.safe_load(open('params.yaml'));"
-        " pathlib.Path('out').mkdir(exist_ok=True); pathlib.Path('out/epochs.txt').write_text(str(p['train']['epochs']))\"\n"
+        f"    cmd: {sys.executable} stage.py\n"
+        "    deps:\n      - stage.py\n"
         "    params:\n      - train.epochs\n"
-        "    outs:\n      - out\n")
+        "    outs:\n      - out\n"
+        "    metrics:\n      - metrics.json:\n          cache: false\n")
     for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
         subprocess.run(cmd, cwd=repo, check=True, env={"DVC_NO_ANALYTICS": "1", "PATH": "/usr/bin:/bin"})
+    commit(repo, "toy pipeline")
     return repo
 
 
@@ -39,43 +52,59 @@ def _epochs(repo):
 
 def test_repro_runs_once_then_skips_and_reports_output_hashes(dvc_repo):
     first = dvc_repro([], root=dvc_repo, stream=False)
+    assert first.ran == ["echo_epochs"]
     assert (dvc_repo / "out" / "epochs.txt").read_text() == _epochs(dvc_repo)
-    assert list(first.outs) == ["out"] and first.outs["out"].endswith(".dir")
+    assert first.outs["out"] == content_hash(dvc_repo / "out") and first.outs["out"].endswith(".dir")
     second = dvc_repro([], root=dvc_repo, stream=False)
-    assert "didn't change, skipping" in second.log
+    assert second.ran == [] and "didn't change, skipping" in second.log
     assert second.outs == first.outs == stage_outputs(root=dvc_repo)
-    assert combined_version(first.outs) == combined_version(dict(reversed(list(first.outs.items()))))
-
-
-def test_patched_params_reach_the_stage_and_dvc_lock_and_params_yaml_is_restored(dvc_repo):
-    original = (dvc_repo / "params.yaml").read_bytes()
-    configured = _epochs(dvc_repo)
-    pairs = override_pairs(None, ["train.epochs=3"], dvc_repo)
-    with patched_params(dvc_repo, pairs) as env:
-        assert b"epochs: 3" in (dvc_repo / "params.yaml").read_bytes()
-        assert "# The one source of configuration" in (dvc_repo / "params.yaml").read_text()  # comments kept
-        dvc_repro([], root=dvc_repo, env=env, stream=False)
-    assert (dvc_repo / "params.yaml").read_bytes() == original
-    assert (dvc_repo / "out" / "epochs.txt").read_text() == "3"
-    lock = yaml.safe_load((dvc_repo / "dvc.lock").read_text())
-    assert lock["stages"]["echo_epochs"]["params"]["params.yaml"]["train.epochs"] == 3
-    # dvc.lock now truthfully disagrees with params.yaml: a plain repro rebuilds with its value.
-    dvc_repro([], root=dvc_repo, stream=False)
-    assert (dvc_repo / "out" / "epochs.txt").read_text() == configured
-
-
-def test_params_are_restored_when_the_stage_fails(dvc_repo):
-    original = (dvc_repo / "params.yaml").read_bytes()
-    (dvc_repo / "dvc.yaml").write_text((dvc_repo / "dvc.yaml").read_text().replace("cmd: ", "cmd: false && "))
     with pytest.raises(PipelineError, match="failed with exit code"):
-        with patched_params(dvc_repo, ["train.epochs=2"]) as env:
-            dvc_repro([], root=dvc_repo, env=env, stream=False)
-    assert (dvc_repo / "params.yaml").read_bytes() == original
+        dvc_repro(["no_such_stage"], root=dvc_repo, stream=False)
 
 
-def test_invalid_overrides_never_touch_params_yaml(dvc_repo):
+def test_the_raw_folder_is_versioned_and_recorded_once_per_version(dvc_repo):
+    raw = dvc_repo / "data" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "a.png").write_bytes(b"a")
+    md5 = version_raw(dvc_repo, "data/raw")
+    assert md5 == content_hash(raw) == yaml.safe_load((dvc_repo / "data" / "raw.dvc").read_text())["outs"][0]["md5"]
+    cache = dvc_repo / ".dvc" / "cache" / "files" / "md5"
+    assert (cache / md5[:2] / md5[2:]).exists() and (cache / content_hash(raw / "a.png")[:2]).is_dir()
+    assert find_record("data/raw", md5, root=dvc_repo)["stage"] == "raw"
+    assert version_raw(dvc_repo, "data/raw") == md5
+    assert len((dvc_repo / "lineage" / "raw.jsonl").read_text().splitlines()) == 1  # same version: no new record
+    (raw / "b.png").write_bytes(b"b")
+    assert version_raw(dvc_repo, "data/raw") != md5
+    with pytest.raises(PipelineError, match="does not exist"):
+        version_raw(dvc_repo, "data/elsewhere")
+
+
+def test_an_experiment_leaves_params_yaml_and_the_workspace_alone(dvc_repo):
+    dvc_repro([], root=dvc_repo, stream=False)
+    commit(dvc_repo, "built")
+    production = (dvc_repo / "out" / "epochs.txt").read_text()
+    params = dvc_repo / "params.yaml"
+    edited = params.read_text().replace("train:\n", "train:                         # edited while it runs\n", 1)
+    writer = threading.Thread(target=lambda: (time.sleep(0.5), params.write_text(edited)))
+    writer.start()
+    result = run_experiment(dvc_repo, ["train.epochs=3"], name="three-epochs", stream=False)
+    writer.join()
+    assert params.read_text() == edited  # the user's edit, written mid-run, is still there
+    assert (dvc_repo / "out" / "epochs.txt").read_text() == production
+    assert result.name == "three-epochs" and result.metrics == {"epochs": 3}  # one metrics file: no path prefix
+    shown = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--csv"], cwd=dvc_repo, capture_output=True,
+                           text=True, check=True).stdout
+    assert "three-epochs" in shown
+    assert not list((dvc_repo / ".dvc" / "tmp" / "paco-fr-experiments").glob("*")), "worktree left behind"
+    assert subprocess.run(["git", "worktree", "list"], cwd=dvc_repo, capture_output=True, text=True).stdout.count("\n") == 1
+
+
+def test_invalid_overrides_never_start_anything(dvc_repo):
     with pytest.raises(ConfigError, match="unknown config key"):
         override_pairs(None, ["train.epoch=3"], dvc_repo)
     with pytest.raises(ConfigError, match="unknown preset"):
         override_pairs("nope", [], dvc_repo)
     assert override_pairs("mae", [], dvc_repo)[0].startswith("masking.strategy=")
+    with pytest.raises(ConfigError):
+        run_experiment(dvc_repo, ["train.lr=fast"], stream=False)
+    assert not (dvc_repo / ".dvc" / "tmp" / "paco-fr-experiments").exists()

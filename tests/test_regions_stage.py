@@ -22,7 +22,7 @@ from paco_fr.masks.mediapipe_models import FaceMeshOnCrop
 from paco_fr.masks.stage import RegionsInputError, build_regions
 from paco_fr.masks.storage import iter_region_shard, load_region_maps
 from paco_fr.masks.validation import RegionsValidationError, coverage_column, validate_regions
-from paco_fr.lineage import content_hash
+from paco_fr.lineage import content_hash, read_provenance
 
 CROP = 112
 
@@ -290,11 +290,11 @@ def test_cli_builds_regions_and_records_provenance(corpus, tmp_path, capsys):
                  "--set", "regions.preview_faces=4"])
     assert code == 0, capsys.readouterr().err
     assert "regions: 9 faces in 2 shards" in capsys.readouterr().out
-    provenance = json.loads((out / "provenance.json").read_text())
-    assert provenance["stage"] == "regions"
+    provenance = read_provenance(out)
+    assert provenance["stage"] == "regions" and provenance["key"] == content_hash(out)
     assert provenance["params"]["preview_faces"] == 4
     assert provenance["overrides"] == ["regions.preview_faces=4"]
-    assert provenance["inputs"]["corpus"]["hash"].endswith(".dir")
+    assert provenance["inputs"]["corpus"]["md5"] == content_hash(corpus)
     assert len(list(iter_region_shard(out / "regions-000000.tar"))) == 5
 
 

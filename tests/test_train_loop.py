@@ -29,10 +29,21 @@ PARAMS = ROOT / "params.yaml"
 TINY = ["model.img_size=32", "model.patch_size=8", "model.codebook_size=32", "model.decoder_dim=32",
         "model.decoder_depth=1", "model.belief_hidden=32", "model.relation_dim=16", "model.restart_every=3",
         "train.batch_size=8", "train.warmup_steps=2", "train.log_every=1", "train.image_every=4",
-        "train.checkpoint_every=2", "train.wandb_mode=disabled", "train.num_workers=0", "train.val_batches=1",
-        "train.epochs=100"]
+        "train.checkpoint_every=2", "train.num_workers=0", "train.val_batches=1",
+        "train.epochs=100", "train.loader_groups=2", "train.loader_streams=2"]
 
 torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _no_wandb(monkeypatch):
+    """wandb's mode comes from the environment; these tests run without it unless they ask."""
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+
+
+def run_dir(out: Path) -> Path:
+    """Where a run's checkpoints, progress log and wandb files go for an output outside a repository."""
+    return out.with_name(out.name + ".run")
 
 
 @pytest.fixture(scope="module")
@@ -46,39 +57,49 @@ def tiny_cfg(*extra: str, preset: str | None = None):
     return load_config(PARAMS, preset=preset, overrides=[*TINY, *extra])
 
 
-def test_pretrain_cli_writes_the_documented_layout(corpus, tmp_path, _isolated_lineage_log):
+def test_pretrain_cli_writes_the_documented_layout(corpus, tmp_path, monkeypatch, _isolated_lineage_log):
     corpus_dir, regions_dir = corpus
     out = tmp_path / "enc"
+    monkeypatch.setenv("WANDB_MODE", "offline")
     code = pretrain_main(["--corpus", str(corpus_dir), "--regions", str(regions_dir), "--out", str(out),
                           "--params", str(PARAMS), "--no-progress", "--preset", "paco_fr",
-                          *[a for kv in [*TINY, "train.max_steps=6", "train.wandb_mode=offline"]
-                            for a in ("--set", kv)]])
+                          *[a for kv in [*TINY, "train.max_steps=6"] for a in ("--set", kv)]])
     assert code == 0
-    for name in ("checkpoints/last.pt", "encoder.safetensors", "model_card.json", "metrics.jsonl",
-                 "loss_curve.png", "reconstructions.png", "images/step_000006.png", "provenance.json"):
+    for name in ("encoder.safetensors", "model_card.json", "metrics.jsonl", "loss_curve.png", "reconstructions.png",
+                 "images/step_000006.png"):
         assert (out / name).is_file(), name
-    assert list((out / "wandb").glob("offline-run-*")), "the offline wandb run lives inside the output"
+    # Facts of the run live beside the artifact, never inside it.
+    assert sorted(p.name for p in out.iterdir()) == ["encoder.safetensors", "images", "loss_curve.png",
+                                                     "metrics.jsonl", "model_card.json", "reconstructions.png"]
+    assert not (run_dir(out) / "checkpoints").exists(), "a finished run keeps no checkpoint"
+    assert list((run_dir(out) / "wandb").glob("offline-run-*")), "the offline wandb run lives in the run folder"
+    progress = [json.loads(line) for line in (run_dir(out) / "progress.jsonl").read_text().splitlines()]
+    assert progress[-1]["step"] == 6 and progress[-1]["eta_s"] == 0 and progress[-1]["images_per_s"] > 0
     card = json.loads((out / "model_card.json").read_text())
     assert card["encoder"] == {**card["encoder"], "name": "vit_tiny_patch16_224", "img_size": 32, "patch_size": 8,
                                "embed_dim": 192}
     assert card["preset"] == "paco_fr" and card["method"] == "paco_fr"
     from paco_fr.lineage import content_hash
 
-    assert card["data"]["corpus_version"] == content_hash(corpus_dir / "manifest.parquet")
+    assert card["data"]["corpus_manifest_md5"] == content_hash(corpus_dir / "manifest.parquet")
     assert card["metrics"]["steps"] == 6 and card["metrics"]["incubation_steps"] == 4
-    assert card["wall_time_s"] > 0 and "val" in card["metrics"]
+    assert "val" in card["metrics"] and "wall_time_s" not in card
     records = read_metrics(out)
     train = [r for r in records if r["split"] == "train"]
     assert [r["step"] for r in train] == [1, 2, 3, 4, 5, 6]
     assert [r["incubation"] for r in train] == [True] * 4 + [False] * 2
     # Incubation steps log the codebook's terms; the main phase adds the encoder's.
-    assert {"loss", "align", "perplexity", "dead_codes", "lr", "codebook_lr", "images_per_s"} <= set(train[0])
+    assert {"loss", "align", "perplexity", "dead_codes", "lr", "codebook_lr"} <= set(train[0])
+    assert "images_per_s" not in train[0]  # throughput is a fact of the run: progress.jsonl
     assert "rec" not in train[0]
     assert {"rec", "tok", "tok_acc", "tok_chance", "spatial", "usage_gap"} <= set(train[-1])
     assert records[-1]["split"] == "val"
-    provenance = json.loads((out / "provenance.json").read_text())
+    from paco_fr.lineage import read_provenance
+
+    provenance = read_provenance(out)
+    assert provenance["key"] == content_hash(out)
     assert provenance["stage"] == "pretrain" and set(provenance["inputs"]) == {"corpus", "regions"}
-    assert "preset=paco_fr" in provenance["overrides"]
+    assert "preset=paco_fr" in provenance["overrides"] and provenance["run"]["wall_time_s"] > 0
     model, card2 = load_encoder(out)
     assert card2["preset"] == "paco_fr"
     assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 192)
@@ -91,9 +112,9 @@ def test_incubation_freezes_the_encoder_for_the_first_epoch(corpus, tmp_path):
     result = pretrain(cfg, corpus_dir, regions_dir, tmp_path / "a", progress=False)
     trained = load_file(str(result.encoder_path))
     assert all(torch.equal(trained[k], v) for k, v in init.encoder.vit.state_dict().items())
-    ckpt = torch.load(tmp_path / "a" / "checkpoints" / "last.pt", weights_only=True)
-    assert not torch.equal(ckpt["model"]["codebook.codes"], init.codebook.codes.detach())
-    assert torch.equal(ckpt["model"]["decoder.embed.weight"], init.decoder.embed.weight.detach())
+    state = result.model.state_dict()
+    assert not torch.equal(state["codebook.codes"], init.codebook.codes.detach())
+    assert torch.equal(state["decoder.embed.weight"], init.decoder.embed.weight.detach())
     result = pretrain(tiny_cfg("train.max_steps=5"), corpus_dir, regions_dir, tmp_path / "b", progress=False)
     trained = load_file(str(result.encoder_path))
     assert any(not torch.equal(trained[k], v) for k, v in init.encoder.vit.state_dict().items())
@@ -133,21 +154,35 @@ def test_mae_preset_trains_without_codebook_terms(corpus, tmp_path):
                  tmp_path / "x", progress=False)
 
 
-def test_resume_in_process_with_accumulation_and_workers_matches_a_straight_run(corpus, tmp_path):
+class _Crash(RuntimeError):
+    pass
+
+
+def test_resume_in_process_with_accumulation_and_workers_matches_a_straight_run(corpus, tmp_path, monkeypatch):
     corpus_dir, regions_dir = corpus
-    extra = ("train.grad_accum=2", "train.batch_size=4", "train.num_workers=1", "train.checkpoint_every=3")
-    pretrain(tiny_cfg(*extra, "train.max_steps=7"), corpus_dir, regions_dir, tmp_path / "s", progress=False)
-    pretrain(tiny_cfg(*extra, "train.max_steps=3"), corpus_dir, regions_dir, tmp_path / "r", progress=False)
-    resumed = pretrain(tiny_cfg(*extra, "train.max_steps=7"), corpus_dir, regions_dir, tmp_path / "r", resume=True,
-                       progress=False)
+    extra = ("train.grad_accum=2", "train.batch_size=4", "train.num_workers=1", "train.checkpoint_every=3",
+             "train.max_steps=7")
+    pretrain(tiny_cfg(*extra), corpus_dir, regions_dir, tmp_path / "s", progress=False)
+    # The same run dies at its first reconstruction grid (step 7: incubation has no reconstruction),
+    # after the step-6 checkpoint.
+    import paco_fr.train.loop as loop
+
+    def crash(*args, **kwargs):
+        raise _Crash("killed at step 4")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(loop, "reconstruction_grid", crash)
+        with pytest.raises(_Crash):
+            pretrain(tiny_cfg(*extra), corpus_dir, regions_dir, tmp_path / "r", progress=False)
+    resumed = pretrain(tiny_cfg(*extra), corpus_dir, regions_dir, tmp_path / "r", resume=True, progress=False)
     assert (tmp_path / "s" / "encoder.safetensors").read_bytes() == (tmp_path / "r" / "encoder.safetensors").read_bytes()
-    card = json.loads(resumed.model_card_path.read_text())
-    assert card["resumed_from_step"] == 3
+    assert resumed.run["resumed_from_step"] == 6
     steps = [r["step"] for r in read_metrics(tmp_path / "r") if r["split"] == "train"]
     assert steps == list(range(1, 8))
-    with pytest.raises(Exception, match="another model configuration"):
-        pretrain(tiny_cfg(*extra, "train.max_steps=8", "model.top_k=2"), corpus_dir, regions_dir, tmp_path / "r",
-                 resume=True, progress=False)
+    # A checkpoint of another configuration is not continued: that run starts at step 0.
+    other = pretrain(tiny_cfg(*extra, "train.max_steps=8", "model.top_k=2"), corpus_dir, regions_dir, tmp_path / "r",
+                     resume=True, progress=False)
+    assert other.run["resumed_from_step"] is None
 
 
 def _cli(corpus, out: Path, *extra: str) -> list[str]:
@@ -195,7 +230,7 @@ def test_sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run(corpus, tm
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
     assert not (killed / "encoder.safetensors").exists(), "the run finished before it could be killed"
-    ckpt = torch.load(killed / "checkpoints" / "last.pt", weights_only=True)
+    ckpt = torch.load(run_dir(killed) / "checkpoints" / "last.pt", weights_only=True)
     # The checkpoint is up to 3 steps behind the kill: the resumed run redoes those steps.
     assert kill_at - 4 <= ckpt["step"] < total and ckpt["step"] % 3 == 0
     # A kill during a save may leave its temporary file; last.pt is still the previous whole checkpoint
@@ -205,18 +240,17 @@ def test_sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run(corpus, tm
     cfg = tiny_cfg("model.encoder=test_vit", "train.num_workers=1", "train.checkpoint_every=3",
                    f"train.max_steps={total}")
     straight = tmp_path / "straight"
-    pretrain(cfg, corpus_dir, regions_dir, straight, progress=False)
-    pretrain(cfg, corpus_dir, regions_dir, killed, resume=True, progress=False)
-    assert not list((killed / "checkpoints").glob(".*")), "no partial checkpoint is left behind"
+    reference = pretrain(cfg, corpus_dir, regions_dir, straight, progress=False)
+    resumed = pretrain(cfg, corpus_dir, regions_dir, killed, resume=True, progress=False)
+    assert resumed.run["resumed_from_step"] == ckpt["step"]
+    assert not (run_dir(killed) / "checkpoints").exists(), "a finished run keeps no checkpoint"
     a = load_file(str(straight / "encoder.safetensors"))
     b = load_file(str(killed / "encoder.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert (straight / "encoder.safetensors").read_bytes() == (killed / "encoder.safetensors").read_bytes()
-    # The whole training state agrees too, not only the exported encoder.
-    sa = torch.load(straight / "checkpoints" / "last.pt", weights_only=True)
-    sb = torch.load(killed / "checkpoints" / "last.pt", weights_only=True)
-    assert all(torch.equal(sa["model"][k], sb["model"][k]) for k in sa["model"])
-    assert sa["history"] == sb["history"]
+    # The whole model agrees too (codebook, decoder, heads), not only the exported encoder.
+    sa, sb = reference.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
     losses = lambda out: [(r["step"], r["loss"]) for r in read_metrics(out) if r["split"] == "train"]  # noqa: E731
     assert losses(straight) == losses(killed)
 
@@ -247,7 +281,8 @@ def test_ddp_two_processes_follow_the_one_process_trajectory(corpus, tmp_path):
                 assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), (a["step"], key)
         assert b["code_restarts"] == a["code_restarts"]
     assert r1[-1]["code_restarts"] > 0
-    card = json.loads((two / "model_card.json").read_text())
-    assert card["metrics"]["world_size"] == 2
+    from paco_fr.lineage import read_provenance
+
+    assert read_provenance(two)["run"]["world_size"] == 2
     # Rank 0 alone wrote: one provenance record, one metrics file, no stray temporary files.
     assert not list(two.glob(".*.tmp"))

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from paco_fr.pipeline import _patched_text
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,21 +40,51 @@ TINY = [
 ]
 
 
+def patched_params_text(text: str, pairs: list[str]) -> str:
+    """params.yaml text with `key=value` pairs applied, comments kept (ruamel round trip)."""
+    from io import StringIO
+
+    from ruamel.yaml import YAML
+
+    rt = YAML()
+    rt.preserve_quotes = True
+    doc = rt.load(text)
+    for pair in pairs:
+        key, _, raw = pair.partition("=")
+        node = doc
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            node = node[part]
+        node[leaf] = yaml.safe_load(raw)
+    out = StringIO()
+    rt.dump(doc, out)
+    return out.getvalue()
+
+
 def make_tiny_repo(dest: Path, extra: list[str] | None = None) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for package in ("paco_fr", "dagster_project"):
         shutil.copytree(ROOT / package, dest / package, ignore=ignore)
-    shutil.copy(ROOT / "dvc.yaml", dest / "dvc.yaml")
-    shutil.copy(ROOT / ".dvcignore", dest / ".dvcignore")
-    params = _patched_text((ROOT / "params.yaml").read_text(), [*TINY, *(extra or [])])
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore", "workspace.yaml"):
+        shutil.copy(ROOT / name, dest / name)
+    params = patched_params_text((ROOT / "params.yaml").read_text(), [*TINY, *(extra or [])])
     (dest / "params.yaml").write_text(params)
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True, env=env)
     subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=dest, check=True, env=env)
     subprocess.run([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], cwd=dest, check=True,
                    env=env)
+    commit(dest, "tiny repository")
     return dest
+
+
+def commit(repo: Path, message: str) -> None:
+    """Commit everything git does not ignore (DVC experiments start from a commit)."""
+    env = {**os.environ, "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@paco-fr.local",
+           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@paco-fr.local"}
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True, env=env)
+    subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", message], cwd=repo, check=True, env=env)
 
 
 def write_raw(repo: Path) -> Path:

@@ -1,60 +1,79 @@
-"""The raw image folder (observed, not built) and the curated face corpus."""
-
+"""The curated face corpus: partitions of the raw folder curated separately (DVC `curate_part@<i>`, one
+Dagster partition each, so the instance's run launcher can put them on as many machines), then merged
+into one corpus (DVC `curate`)."""
 
 import dagster as dg
 
+from dagster_project.assets.raw import raw_faces
+from dagster_project.automation import rebuild_on_change
 from dagster_project.metadata import counts_table, image_md, lineage_metadata
-from dagster_project.resources import DvcResource, ParamsOverrides, PathsResource
+from dagster_project.project import code_version
+from dagster_project.resources import DvcResource, PathsResource
+from paco_fr.config import ProjectConfig
 from paco_fr.io import read_json
-from paco_fr.lineage import content_hash
 
 
-@dg.observable_source_asset(
-    group_name="data",
-    description="The raw image folder (params `paths.raw_dir`, versioned with `dvc add`). Its data "
-                "version is the DVC-style hash of its files, so new or changed images show up as a new "
-                "version and make everything downstream stale.",
-    tags={"dagster/kind/folder": "", "dagster/kind/dvc": ""},
-    owners=["team:paco-fr"],
-)
-def raw_faces(paths: PathsResource) -> dg.ObserveResult:
-    raw = paths.raw_dir()
-    if not raw.exists():
-        raise dg.Failure(f"raw folder {raw} does not exist: run `paco-fr raw --out {raw}` or point "
-                         "params `paths.raw_dir` at your images")
-    files = sum(1 for p in raw.rglob("*") if p.is_file() or p.is_symlink())
-    return dg.ObserveResult(data_version=dg.DataVersion(content_hash(raw)),
-                            metadata={"path": dg.MetadataValue.path(str(raw)), "files": files})
+def build_corpus_part(cfg: ProjectConfig) -> dg.AssetsDefinition:
+    parts = [str(i) for i in range(cfg.curation.n_partitions)]
+
+    @dg.asset(
+        name="face_corpus_part",
+        deps=[raw_faces],
+        partitions_def=dg.StaticPartitionsDefinition(parts),
+        group_name="data",
+        kinds={"python", "dvc", "mediapipe"},
+        owners=["team:paco-fr"],
+        pool="dvc",
+        code_version=code_version("curate"),
+        automation_condition=rebuild_on_change(),
+        # A worker killed by the detector costs only its chunk; a killed run resumes the partition.
+        retry_policy=dg.RetryPolicy(max_retries=2, delay=10),
+        description="One slice of the raw folder (a stable hash of each path; params curation.partitions) "
+                    "curated by worker processes into chunks (`paco-fr curate-part`, DVC stage "
+                    "`curate_part@<i>`); finished chunks survive a killed run.",
+    )
+    def face_corpus_part(context: dg.AssetExecutionContext, dvc: DvcResource, paths: PathsResource
+                         ) -> dg.MaterializeResult:
+        part = context.partition_key
+        artifact = paths.rel("corpus_parts", f"part-{part}")
+        md5 = dvc.repro([f"curate_part@{part}"], context).outs[artifact]
+        marker = read_json(paths.root / artifact / "part.json")
+        return dg.MaterializeResult(
+            metadata={"inputs": marker.get("inputs"), "candidate_faces": marker.get("faces"),
+                      "rejected": marker.get("rejected"), **lineage_metadata(paths.root, artifact, md5)},
+            data_version=dg.DataVersion(md5))
+
+    return face_corpus_part
 
 
 @dg.asset(
-    deps=[raw_faces],
+    deps=[raw_faces, dg.AssetDep("face_corpus_part")],
     group_name="data",
-    kinds={"python", "dvc", "mediapipe"},
+    kinds={"python", "dvc"},
     owners=["team:paco-fr"],
-    description="Aligned face crops in tar shards with manifest.parquet / rejected.parquet "
-                "(`paco-fr curate`, DVC stage `curate`). Every raw file is either a manifest row or a "
-                "rejected row with a reason.",
+    pool="dvc",
+    code_version=code_version("curate"),
+    automation_condition=rebuild_on_change(),
+    description="Aligned face crops in tar shards (a seeded global order) with manifest.parquet / "
+                "rejected.parquet: the merge of every partition, which decides duplicates across them, "
+                "the splits and the shard order (`paco-fr curate-merge`, DVC stage `curate`). Every raw file "
+                "is either a manifest row or a rejected row with a reason.",
 )
-def face_corpus(context: dg.AssetExecutionContext, dvc: DvcResource, paths: PathsResource,
-                overrides: ParamsOverrides) -> dg.MaterializeResult:
-    result = dvc.repro(["curate"], overrides.pairs(paths.root), context)
-    corpus = paths.data_dir() / "corpus"
+def face_corpus(context: dg.AssetExecutionContext, dvc: DvcResource, paths: PathsResource) -> dg.MaterializeResult:
+    artifact = paths.rel("corpus")
+    md5 = dvc.repro(["curate"], context).outs[artifact]
+    corpus = paths.root / artifact
     summary = read_json(corpus / "summary.json")
     metadata = {
-        "inputs": summary["inputs"],
-        "faces": summary["faces"],
-        "faces_synthetic": summary["faces_synthetic"],
-        "faces_real": summary["faces_real"],
-        "rejected_inputs": summary["rejected_inputs"],
-        "rejected_by_reason": counts_table(summary["rejected_by_reason"]),
-        "faces_by_split": dg.MetadataValue.json(summary["faces_by_split"]),
+        "inputs": summary.get("inputs"),
+        "faces": summary.get("faces"),
+        "faces_synthetic": summary.get("faces_synthetic"),
+        "faces_real": summary.get("faces_real"),
+        "rejected_inputs": summary.get("rejected_inputs"),
+        "rejected_by_reason": counts_table(summary.get("rejected_by_reason", {})),
+        "faces_by_split": dg.MetadataValue.json(summary.get("faces_by_split", {})),
         "preview": image_md(corpus / "preview.png", "accepted crops with keypoints"),
-        "path": dg.MetadataValue.path(str(corpus)),
-        **lineage_metadata(result.outs),
+        **lineage_metadata(paths.root, artifact, md5),
     }
-    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(result.outs[_out(paths, "corpus")]))
-
-
-def _out(paths: PathsResource, name: str) -> str:
-    return f"{paths.config().paths.data_dir}/{name}"
+    return dg.MaterializeResult(metadata={k: v for k, v in metadata.items() if v is not None},
+                                data_version=dg.DataVersion(md5))

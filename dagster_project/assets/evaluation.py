@@ -1,82 +1,120 @@
-"""Per-benchmark evaluation reports (one static partition per benchmark) and the comparison table."""
+"""Per-benchmark reports, one partition per DVC evaluation stage, and the comparison table.
 
+`eval_report` is partitioned encoder x benchmark (DVC `evaluate@<preset>-<seed>-<benchmark>`) and
+depends on exactly its own encoder partition; `baseline_report` holds the reference rows (random
+initialisation, raw pixels, HOG) per baseline x benchmark (DVC `evaluate_baseline@...`).
+"""
 
+import warnings
 from pathlib import Path
 
 import dagster as dg
 
-from dagster_project.assets.training import pretrained_encoder
+from dagster_project.assets.training import encoder_partitions
+from dagster_project.automation import rebuild_on_change
 from dagster_project.metadata import image_md, lineage_metadata
-from dagster_project.resources import DvcResource, ParamsOverrides, PathsResource, default_repo_root
-from paco_fr.config import load_config
+from dagster_project.project import baseline_stage, code_version, evaluate_stage
+from dagster_project.resources import DvcResource, PathsResource
+from paco_fr.config import ProjectConfig
 from paco_fr.io import read_json
-from paco_fr.pipeline import combined_version
 
 
-def _benchmarks() -> list[str]:
-    return list(load_config(Path(default_repo_root()) / "params.yaml").eval.benchmarks)
-
-
-BENCHMARK_PARTITIONS = dg.StaticPartitionsDefinition(_benchmarks())
-
-
-@dg.asset(
-    deps=[pretrained_encoder],
-    partitions_def=BENCHMARK_PARTITIONS,
-    group_name="evaluation",
-    kinds={"pytorch", "dvc"},
-    owners=["team:paco-fr"],
-    automation_condition=dg.AutomationCondition.eager(),
-    description="One benchmark's report for every pre-trained encoder and baseline: metrics with 95% "
-                "bootstrap confidence intervals, plots, the encoder's model card and the data version "
-                "(`paco-fr evaluate`, DVC stages `evaluate@<preset>-<benchmark>` and "
-                "`evaluate_baseline@<baseline>-<benchmark>`).",
-)
-def eval_report(context: dg.AssetExecutionContext, dvc: DvcResource, paths: PathsResource,
-                overrides: ParamsOverrides) -> dg.MaterializeResult:
-    benchmark = context.partition_key
-    pairs = overrides.pairs(paths.root)
-    cfg = load_config(paths.root / "params.yaml", overrides=pairs)
-    targets = [f"evaluate@{preset}-{benchmark}" for preset in cfg.pipeline.presets]
-    targets += [f"evaluate_baseline@{baseline}-{benchmark}" for baseline in cfg.pipeline.baselines]
-    result = dvc.repro(targets, pairs, context)
-
-    rows, metadata = [], {}
-    for encoder in [*cfg.pipeline.presets, *cfg.pipeline.baselines]:
-        report_dir = paths.root / cfg.paths.data_dir / "reports" / encoder / benchmark
-        report = read_json(report_dir / "report.json")
-        for name, metric in report.get("metrics", {}).items():
-            if isinstance(metric, dict) and "value" in metric:
-                rows.append(f"| {encoder} | {name} | {metric['value']:.4f} | "
-                            f"[{metric.get('ci_low', float('nan')):.4f}, {metric.get('ci_high', float('nan')):.4f}]"
-                            f" | {metric.get('n', '')} |")
-        for png in sorted(report_dir.glob("*.png"))[:2]:
-            metadata[f"{encoder}/{png.stem}"] = image_md(png, f"{encoder}: {png.stem}")
-        metadata["synthetic"] = bool(report.get("synthetic", False))
-    table = "| encoder | metric | value | 95% CI | n |\n|---|---|---|---|---|\n" + "\n".join(rows)
-    metadata["metrics"] = dg.MetadataValue.md(table)
-    metadata.update(lineage_metadata(result.outs))
-    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(combined_version(result.outs)))
-
-
-@dg.asset(
-    deps=[eval_report],
-    group_name="evaluation",
-    kinds={"pandas", "dvc"},
-    owners=["team:paco-fr"],
-    automation_condition=dg.AutomationCondition.eager(),
-    description="One table across encoders and benchmarks (Markdown, CSV, PNG; `paco-fr compare`, DVC "
-                "stage `compare`), with the paper's and FaRL's reported numbers beside where they exist.",
-)
-def benchmark_summary(context: dg.AssetExecutionContext, dvc: DvcResource, paths: PathsResource,
-                      overrides: ParamsOverrides) -> dg.MaterializeResult:
-    result = dvc.repro(["compare"], overrides.pairs(paths.root), context)
-    summary = paths.data_dir() / "summary"
-    table_md = next(iter(sorted(summary.glob("*.md"))), None)
-    metadata = {
-        "table": dg.MetadataValue.md(table_md.read_text() if table_md else "*no table*"),
-        "plot": image_md(next(iter(sorted(summary.glob("*.png"))), summary / "missing.png"), "comparison"),
-        "path": dg.MetadataValue.path(str(summary)),
-        **lineage_metadata(result.outs),
+def _report_metadata(report_dir: Path) -> dict[str, dg.MetadataValue]:
+    report = read_json(report_dir / "report.json")
+    rows = [f"| {name} | {m['value']:.4f} | [{m.get('ci_low', float('nan')):.4f}, {m.get('ci_high', float('nan')):.4f}]"
+            f" | {m.get('n', '')} |" for name, m in report.get("metrics", {}).items()
+            if isinstance(m, dict) and "value" in m]
+    primary = report["metrics"][report["primary_metric"]]
+    out: dict[str, dg.MetadataValue] = {
+        "primary_metric": dg.MetadataValue.text(report["primary_metric"]),
+        "value": dg.MetadataValue.float(float(primary["value"])),
+        "metrics": dg.MetadataValue.md("| metric | value | 95% CI | n |\n|---|---|---|---|\n" + "\n".join(rows)),
+        "synthetic": dg.MetadataValue.bool(bool(report.get("synthetic", False))),
     }
-    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(combined_version(result.outs)))
+    protocol = report.get("protocol", {})
+    if protocol.get("id") or protocol.get("name"):
+        out["protocol"] = dg.MetadataValue.text(str(protocol.get("id") or protocol.get("name")))
+    for png in sorted(report_dir.glob("*.png"))[:2]:
+        out[f"plot_{png.stem}"] = image_md(png, png.stem)
+    return out
+
+
+def build_evaluation_assets(cfg: ProjectConfig, pretrained_encoder: dg.AssetsDefinition
+                            ) -> list[dg.AssetsDefinition]:
+    benchmarks = dg.StaticPartitionsDefinition(list(cfg.eval.benchmarks))
+    eval_partitions = dg.MultiPartitionsDefinition({"benchmark": benchmarks, "encoder": encoder_partitions(cfg)})
+    baseline_partitions = dg.MultiPartitionsDefinition(
+        {"baseline": dg.StaticPartitionsDefinition(list(cfg.pipeline.baselines)), "benchmark": benchmarks})
+
+    with warnings.catch_warnings():  # beta API: the mapping is what DVC's matrix means, so we accept it
+        warnings.simplefilter("ignore")
+        by_encoder = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="encoder")
+
+    @dg.asset(
+        deps=[dg.AssetDep(pretrained_encoder, partition_mapping=by_encoder)],
+        partitions_def=eval_partitions,
+        group_name="evaluation",
+        kinds={"pytorch", "dvc"},
+        owners=["team:paco-fr"],
+        pool="dvc",
+        code_version=code_version("evaluate"),
+        automation_condition=rebuild_on_change(),
+        description="One encoder's report on one benchmark: metrics with 95% bootstrap intervals, plots, the "
+                    "protocol, the encoder's model card (`paco-fr evaluate`, DVC stage "
+                    "`evaluate@<preset>-<seed>-<benchmark>`).",
+    )
+    def eval_report(context: dg.AssetExecutionContext, dvc: DvcResource, paths: PathsResource) -> dg.MaterializeResult:
+        keys = context.partition_key.keys_by_dimension
+        encoder, benchmark = keys["encoder"], keys["benchmark"]
+        artifact = paths.rel("reports", encoder, benchmark)
+        md5 = dvc.repro([evaluate_stage(encoder, benchmark)], context).outs[artifact]
+        return dg.MaterializeResult(
+            metadata={**_report_metadata(paths.root / artifact), **lineage_metadata(paths.root, artifact, md5)},
+            data_version=dg.DataVersion(md5))
+
+
+    @dg.asset(
+        partitions_def=baseline_partitions,
+        group_name="evaluation",
+        kinds={"pytorch", "dvc"},
+        owners=["team:paco-fr"],
+        pool="dvc",
+        code_version=code_version("evaluate"),
+        automation_condition=rebuild_on_change(),
+        description="Reference rows on one benchmark: a randomly initialised encoder, raw pixels, a classical "
+                    "HOG descriptor, through the same probes and splits (DVC stage "
+                    "`evaluate_baseline@<baseline>-<benchmark>`).",
+    )
+    def baseline_report(context: dg.AssetExecutionContext, dvc: DvcResource, paths: PathsResource) -> dg.MaterializeResult:
+        keys = context.partition_key.keys_by_dimension
+        baseline, benchmark = keys["baseline"], keys["benchmark"]
+        artifact = paths.rel("reports", baseline, benchmark)
+        md5 = dvc.repro([baseline_stage(baseline, benchmark)], context).outs[artifact]
+        return dg.MaterializeResult(
+            metadata={**_report_metadata(paths.root / artifact), **lineage_metadata(paths.root, artifact, md5)},
+            data_version=dg.DataVersion(md5))
+
+
+    @dg.asset(
+        deps=[eval_report, baseline_report],
+        group_name="evaluation",
+        kinds={"pandas", "dvc"},
+        owners=["team:paco-fr"],
+        pool="dvc",
+        code_version=code_version("compare"),
+        automation_condition=rebuild_on_change(),
+        description="One table across encoders and benchmarks (Markdown, CSV, PNG; `paco-fr compare`, DVC stage "
+                    "`compare`), with reference numbers beside where the protocol is the same.",
+    )
+    def benchmark_summary(context: dg.AssetExecutionContext, dvc: DvcResource, paths: PathsResource) -> dg.MaterializeResult:
+        artifact = paths.rel("summary")
+        md5 = dvc.repro(["compare"], context).outs[artifact]
+        summary = paths.root / artifact
+        table_md = summary / "compare.md"
+        return dg.MaterializeResult(
+            metadata={"table": dg.MetadataValue.md(table_md.read_text() if table_md.exists() else "*no table*"),
+                      "plot": image_md(summary / "compare.png", "comparison"),
+                      **lineage_metadata(paths.root, artifact, md5)},
+            data_version=dg.DataVersion(md5))
+
+    return [eval_report, baseline_report, benchmark_summary]

@@ -1,48 +1,66 @@
-"""The PaCo-FR pre-trained encoder, trained by the configured launcher (local Pipes subprocess or a
-Kubernetes GPU pod). The `gpu` concurrency pool keeps to one training run at a time."""
+"""Pre-trained encoders, one partition per DVC `pretrain` stage (preset x seed), trained by the
+configured launcher: a local Pipes subprocess, or a Kubernetes GPU pod."""
 
+import os
 
 import dagster as dg
 
 from dagster_project.assets.regions import face_regions
+from dagster_project.automation import rebuild_on_change
 from dagster_project.metadata import image_md, lineage_metadata
-from dagster_project.resources import ParamsOverrides, PathsResource, TrainingLauncher, WandbResource
-from paco_fr.config import load_config
+from dagster_project.project import code_version, encoder_ids, pretrain_stage
+from dagster_project.resources import PathsResource, TrainingLauncher
+from paco_fr.config import ProjectConfig
 from paco_fr.io import read_json
-from paco_fr.pipeline import stage_outputs
+from paco_fr.pipeline import stage_output
 
 
-@dg.asset(
-    deps=[face_regions],
-    group_name="training",
-    kinds={"pytorch", "dvc", "wandb"},
-    owners=["team:paco-fr"],
-    pool="gpu",
-    description="Encoders pre-trained with PaCo-FR (one per preset in `pipeline.presets`; DVC stages "
-                "`pretrain@<preset>`): encoder.safetensors loadable by timm, model_card.json, curves, "
-                "reconstructions, checkpoints, the offline wandb run.",
-)
-def pretrained_encoder(context: dg.AssetExecutionContext, paths: PathsResource, overrides: ParamsOverrides,
-                       wandb: WandbResource, training_launcher: TrainingLauncher) -> dg.MaterializeResult:
-    root = paths.root
-    pairs = overrides.pairs(root) + wandb.pairs()
-    cfg = load_config(root / "params.yaml", overrides=pairs)
-    targets = [f"pretrain@{preset}" for preset in cfg.pipeline.presets]
-    invocation = training_launcher.launch(context, targets, pairs)
-    child = invocation.get_materialize_result()
+def encoder_partitions(cfg: ProjectConfig) -> dg.StaticPartitionsDefinition:
+    return dg.StaticPartitionsDefinition(encoder_ids(cfg))
 
-    outs = stage_outputs(targets, root=root)
-    metadata: dict[str, object] = dict(child.metadata or {})
-    for preset in cfg.pipeline.presets:
-        enc = root / cfg.paths.data_dir / "encoders" / preset
-        card_path = enc / "model_card.json"
-        if card_path.exists():
-            card = read_json(card_path)
-            metadata[f"{preset}/final_metrics"] = dg.MetadataValue.json(card.get("metrics", {}))
-            metadata[f"{preset}/wall_time_s"] = float(card.get("wall_time_s", 0.0))
-        metadata[f"{preset}/loss_curve"] = image_md(enc / "loss_curve.png", f"{preset} training curves")
-        metadata[f"{preset}/reconstructions"] = image_md(enc / "reconstructions.png", f"{preset} reconstructions")
-        metadata[f"{preset}/path"] = dg.MetadataValue.path(str(enc))
-    metadata.update(lineage_metadata(outs))
-    version = child.data_version or None
-    return dg.MaterializeResult(metadata=metadata, data_version=version)
+
+def training_pool() -> str:
+    """Local training takes the repository's DVC lock like every stage; pods run DVC in their own clone,
+    so only the cluster's GPUs limit them."""
+    return "gpu" if os.environ.get("PACO_FR_LAUNCHER", "local") == "k8s" else "dvc"
+
+
+def build_pretrained_encoder(cfg: ProjectConfig) -> dg.AssetsDefinition:
+    @dg.asset(
+        name="pretrained_encoder",
+        deps=[face_regions],
+        partitions_def=encoder_partitions(cfg),
+        group_name="training",
+        kinds={"pytorch", "dvc", "wandb"},
+        owners=["team:paco-fr"],
+        pool=training_pool(),
+        code_version=code_version("pretrain"),
+        automation_condition=rebuild_on_change(),
+        # A preempted or killed run is retried; training resumes from its last checkpoint (runs/).
+        retry_policy=dg.RetryPolicy(max_retries=2, delay=30),
+        description="One pre-trained encoder per partition `<preset>-s<seed>` (DVC stage "
+                    "`pretrain@<preset>-<seed>`): encoder.safetensors loadable by timm, model_card.json, "
+                    "metrics, loss curves, reconstructions.",
+    )
+    def pretrained_encoder(context: dg.AssetExecutionContext, paths: PathsResource,
+                           training_launcher: TrainingLauncher) -> dg.MaterializeResult:
+        encoder = context.partition_key
+        artifact = paths.rel("encoders", encoder)
+        invocation = training_launcher.launch(context, pretrain_stage(encoder))
+        reported = invocation.get_materialize_result()
+        md5 = stage_output(pretrain_stage(encoder), artifact, paths.root)
+        if reported.data_version is not None and reported.data_version.value != md5:
+            raise dg.Failure(f"the training process reported version {reported.data_version.value} of {artifact} "
+                             f"but dvc.lock here records {md5}")
+        enc = paths.root / artifact
+        card = read_json(enc / "model_card.json")
+        metadata = {
+            "final_metrics": dg.MetadataValue.json(card.get("metrics", {})),
+            "loss_curve": image_md(enc / "loss_curve.png", f"{encoder} training curves"),
+            "reconstructions": image_md(enc / "reconstructions.png", f"{encoder} reconstructions"),
+            **{k: v for k, v in (reported.metadata or {}).items() if k in ("ran", "wall_time_s")},
+            **lineage_metadata(paths.root, artifact, md5),
+        }
+        return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(md5))
+
+    return pretrained_encoder

@@ -16,7 +16,7 @@ def _worker_args(parser: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from paco_fr.cli import add_config_args
+    from paco_fr.cli import add_config_args, add_lineage_arg
 
     curate = sub.add_parser(
         "curate",
@@ -37,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _worker_args(curate)
     curate.add_argument("--no-resume", action="store_true", help="start from scratch even if a killed run left chunks")
     add_config_args(curate)
+    add_lineage_arg(curate)
     curate.set_defaults(func=_curate)
 
     part = sub.add_parser(
@@ -52,6 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _worker_args(part)
     part.add_argument("--no-resume", action="store_true", help="start from scratch even if a killed run left chunks")
     add_config_args(part)
+    add_lineage_arg(part)
     part.set_defaults(func=_curate_part)
 
     merge = sub.add_parser(
@@ -62,10 +64,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "into DIR. Exit status 3 when the corpus fails validation.",
     )
     merge.add_argument("--source", required=True, metavar="DIR", help="the folder the partitions were curated from")
-    merge.add_argument("--parts", required=True, nargs="+", metavar="PARTDIR", help="every partition folder")
+    parts = merge.add_mutually_exclusive_group(required=True)
+    parts.add_argument("--parts", nargs="+", metavar="PARTDIR", help="every partition folder")
+    parts.add_argument("--parts-dir", metavar="DIR",
+                       help="the folder holding part-0 ... part-<M-1> (M = curation.partitions; others are ignored)")
     merge.add_argument("--out", required=True, metavar="DIR", help="output corpus folder")
     merge.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_config_args(merge)
+    add_lineage_arg(merge)
     merge.set_defaults(func=_curate_merge)
 
     raw = sub.add_parser(
@@ -83,15 +89,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def materialise_builtin(cfg, out: Path, *, progress: bool) -> Path:
-    """Write the builtin raw corpus and, when it was (re)written, its provenance record. An
-    unchanged folder keeps its record, so its bytes (and DVC hash) stay the same."""
+    """Write the builtin raw corpus and record its version in the lineage log (once per version: an
+    unchanged folder is left byte for byte as it was)."""
     from paco_fr.config import to_dict
     from paco_fr.data.builtin import write_builtin_raw
-    from paco_fr.lineage import PROVENANCE_FILE, record_provenance
+    from paco_fr.lineage import content_hash, display_path, find_record, record_provenance
 
     write_builtin_raw(cfg.curation.builtin, out, progress=progress)
-    if not (out / PROVENANCE_FILE).exists():
-        record_provenance(out, "raw", inputs={}, params=to_dict(cfg.curation.builtin), overrides=cfg.applied)
+    key = content_hash(out)
+    if find_record(display_path(out), key) is None:
+        record_provenance(out, "raw", inputs={}, params=to_dict(cfg.curation.builtin), overrides=cfg.applied,
+                          key=key)
     return out
 
 
@@ -145,7 +153,8 @@ def _curate_part(args: argparse.Namespace) -> int:
         return 1
     facts = result.run_facts()
     record_provenance(result.out_dir, "curate_part", inputs={"raw": Path(args.source)}, params=to_dict(cfg.curation),
-                      overrides=cfg.applied, extra={"inputs": result.inputs, "faces": result.faces, "run": facts})
+                      overrides=cfg.applied, extra={"inputs": result.inputs, "faces": result.faces, **facts},
+                      log=args.lineage)
     print(f"curate-part: partition {result.part} of {result.partitions}: {result.inputs} inputs, {result.faces} "
           f"candidate faces, {result.rejected} rejected; chunks: {len(result.chunks_reused)} reused, "
           f"{len(result.chunks_done)} curated {result.chunks_done if result.chunks_done else ''}".rstrip(),
@@ -165,10 +174,12 @@ def _curate_merge(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
 
+    parts = ([Path(p) for p in args.parts] if args.parts else
+             [Path(args.parts_dir) / f"part-{i}" for i in range(cfg.curation.n_partitions)])
+
     def run():
-        result = merge_partitions(cfg.curation, Path(args.source), [Path(p) for p in args.parts], Path(args.out),
-                                  progress=not args.no_progress)
-        return result, {"raw": Path(args.source), **{f"part{i}": Path(p) for i, p in enumerate(args.parts)}}
+        result = merge_partitions(cfg.curation, Path(args.source), parts, Path(args.out), progress=not args.no_progress)
+        return result, {"raw": Path(args.source), **{f"part{i}": p for i, p in enumerate(parts)}}
 
     return _publish("curate-merge", args, cfg, run)
 
@@ -191,7 +202,7 @@ def _publish(command: str, args: argparse.Namespace, cfg, run) -> int:
         return 1
     record_provenance(result.out_dir, "curate", inputs=inputs, params=to_dict(cfg.curation), overrides=cfg.applied,
                       extra={"faces": result.summary["faces"], "inputs": result.summary["inputs"],
-                             "run": result.summary["run"]})
+                             **result.summary["run"]}, log=args.lineage)
     for line in summary_lines(result.summary):
         print(f"curate: {line}", file=sys.stderr)
     chunks = result.summary["run"].get("chunks_reused")

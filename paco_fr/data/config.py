@@ -110,9 +110,10 @@ class CurationConfig:
     use_ground_truth: bool = True
     preview_faces: int = 64
     # Machine-level slices of the inputs (a stable hash of the path relative to the source): one
-    # `paco-fr curate-part` per slice (a DVC foreach, a Dagster partition). The corpus is the same
-    # for any value.
-    partitions: int = 2
+    # `paco-fr curate-part` per slice (dvc.yaml's foreach and Dagster's partitions iterate over the
+    # list, so params.yaml writes it as [0, 1, ..., M-1]; a number M means the same). The corpus is
+    # the same for any value.
+    partitions: int | list[int] = 2
     # Inputs per chunk: the unit a worker process takes, writes atomically and a resumed run reuses.
     chunk_inputs: int = 128
     # Seed of the corpus's shard order (faces are shuffled across the whole source tree).
@@ -123,12 +124,19 @@ class CurationConfig:
     near_duplicate: NearDuplicateConfig = field(default_factory=NearDuplicateConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
 
+    @property
+    def n_partitions(self) -> int:
+        """M: how many slices the inputs are hashed into."""
+        return len(self.partitions) if isinstance(self.partitions, list) else self.partitions
+
     def __post_init__(self) -> None:
         if self.crop_size < 16:
             raise ValueError(f"crop_size must be >= 16, got {self.crop_size}")
         if self.shard_size < 1:
             raise ValueError(f"shard_size must be >= 1, got {self.shard_size}")
-        if not 1 <= self.partitions <= 65536:
+        if isinstance(self.partitions, list) and self.partitions != list(range(len(self.partitions))):
+            raise ValueError(f"partitions must be [0, 1, ..., M-1] (or the number M), got {self.partitions}")
+        if not 1 <= self.n_partitions <= 65536:
             raise ValueError(f"partitions must be within [1, 65536], got {self.partitions}")
         if self.chunk_inputs < 1:
             raise ValueError(f"chunk_inputs must be >= 1, got {self.chunk_inputs}")

@@ -2,7 +2,7 @@
 
     curate(cfg, source, out_dir, workers=N) -> CurationResult
 
-For a user without an orchestrator: the `cfg.partitions` partitions (paco_fr.data.partition) run
+For a user without an orchestrator: the `cfg.n_partitions` partitions (paco_fr.data.partition) run
 through one pool of N worker processes into ``OUT/.curate-work/part-*``, then the merge
 (paco_fr.data.merge) publishes the corpus into OUT. A killed run started again reuses every complete
 chunk (and every complete partition); the work folder is deleted once the corpus is published.
@@ -58,8 +58,8 @@ def curate(cfg: CurationConfig, source: str | os.PathLike[str], out_dir: str | o
         (out_dir / name).unlink(missing_ok=True)
     if not resume:
         shutil.rmtree(work, ignore_errors=True)
-    _remove_other_partitionings(work, cfg.partitions)
-    part_dirs = {i: work / part_dir_name(i, cfg.partitions) for i in range(cfg.partitions)}
+    _remove_other_partitionings(work, cfg.n_partitions)
+    part_dirs = {i: work / part_dir_name(i, cfg.n_partitions) for i in range(cfg.n_partitions)}
     n_workers = workers or default_workers()
     parts = curate_partitions(cfg, part_dirs, items, workers=n_workers, resume=resume, progress=progress,
                               progress_json=progress_json, on_progress=on_progress)

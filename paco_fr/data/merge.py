@@ -76,7 +76,7 @@ class CurationResult:
 def merge_partitions(cfg: CurationConfig, source: str | os.PathLike[str], part_dirs: Sequence[str | os.PathLike[str]],
                      out_dir: str | os.PathLike[str], *, items: Sequence[SourceItem] | None = None,
                      progress: bool = True) -> CurationResult:
-    """Merge the finished partitions `part_dirs` (all `cfg.partitions` of them, any order) of `source`
+    """Merge the finished partitions `part_dirs` (all `cfg.n_partitions` of them, any order) of `source`
     into the corpus `out_dir`. Raises ValueError when they do not belong together or are stale, and
     CorpusValidationError (after writing every output) when the manifest fails the suite."""
     started = time.perf_counter()
@@ -122,20 +122,20 @@ def _check_parts(cfg: CurationConfig, part_dirs: list[Path], items: Sequence[Sou
     settings = settings_hash(cfg)
     seen: dict[int, Path] = {}
     for path, marker in zip(part_dirs, markers):
-        if marker["partitions"] != cfg.partitions:
+        if marker["partitions"] != cfg.n_partitions:
             raise ValueError(f"{path} is partition {marker['part']} of {marker['partitions']}, but "
-                             f"curation.partitions is {cfg.partitions}")
+                             f"curation.partitions is {cfg.n_partitions}")
         if marker["settings"] != settings:
             raise ValueError(f"{path} was curated with other settings than this merge's: run curate-part again")
         if marker["part"] in seen:
             raise ValueError(f"partition {marker['part']} given twice: {seen[marker['part']]} and {path}")
         seen[marker["part"]] = path
-        if marker["inputs_fingerprint"] != fingerprint(partition_items(items, marker["part"], cfg.partitions)):
+        if marker["inputs_fingerprint"] != fingerprint(partition_items(items, marker["part"], cfg.n_partitions)):
             raise ValueError(f"{path} is stale: the source's files of partition {marker['part']} changed since it "
                              f"was curated; run curate-part again")
-    missing = sorted(set(range(cfg.partitions)) - set(seen))
+    missing = sorted(set(range(cfg.n_partitions)) - set(seen))
     if missing:
-        raise ValueError(f"missing partition(s) {missing} of {cfg.partitions}")
+        raise ValueError(f"missing partition(s) {missing} of {cfg.n_partitions}")
 
 
 def _read_inputs(part_dirs: list[Path]) -> pd.DataFrame:

@@ -102,9 +102,9 @@ def curate_partition(cfg: CurationConfig, source: str | os.PathLike[str], part: 
                      progress: bool = True, progress_json: bool = True,
                      on_progress: Callable[[dict[str, Any]], None] | None = None,
                      items: Sequence[SourceItem] | None = None) -> PartResult:
-    """Curate partition `part` of `cfg.partitions` of `source` into `out_dir` (see the module doc)."""
-    if not 0 <= part < cfg.partitions:
-        raise ValueError(f"partition {part} is not within 0..{cfg.partitions - 1} (curation.partitions={cfg.partitions})")
+    """Curate partition `part` of `cfg.n_partitions` of `source` into `out_dir` (see the module doc)."""
+    if not 0 <= part < cfg.n_partitions:
+        raise ValueError(f"partition {part} is not within 0..{cfg.n_partitions - 1} (curation.partitions={cfg.n_partitions})")
     items = discover(source) if items is None else items
     return curate_partitions(cfg, {part: Path(out_dir)}, items, workers=workers, resume=resume, progress=progress,
                              progress_json=progress_json, on_progress=on_progress)[0]
@@ -116,7 +116,7 @@ def curate_partitions(cfg: CurationConfig, part_dirs: dict[int, Path], items: Se
     """Several partitions through one pool of workers (what `curate` does on one machine)."""
     pool = ChunkPool(cfg, workers or default_workers(), on_input=lambda *counts: bar.add(*counts),
                      on_chunk=lambda task: None)
-    sizes = Counter(partition_of(item.rel_path, cfg.partitions) for item in items)
+    sizes = Counter(partition_of(item.rel_path, cfg.n_partitions) for item in items)
     pool.start(sum(-(-sizes[part] // cfg.chunk_inputs) for part in part_dirs))
     try:
         plans = [_plan(cfg, part, out, items, resume=resume) for part, out in sorted(part_dirs.items())]
@@ -125,7 +125,7 @@ def curate_partitions(cfg: CurationConfig, part_dirs: dict[int, Path], items: Se
         raise
     tasks = [task for plan in plans for task in plan.tasks]
     reused = tuple(sum(p.reused_counts[i] for p in plans) for i in range(3))
-    label = (f"curate-part {plans[0].part}/{cfg.partitions}" if len(plans) == 1 else "curate")
+    label = (f"curate-part {plans[0].part}/{cfg.n_partitions}" if len(plans) == 1 else "curate")
     bar = Progress(sum(len(p.items) for p in plans), label=label, reused=reused, bar=progress,  # type: ignore[arg-type]
                    json_lines=progress_json, on_progress=on_progress)
     try:
@@ -141,9 +141,9 @@ def curate_partitions(cfg: CurationConfig, part_dirs: dict[int, Path], items: Se
 
 
 def _plan(cfg: CurationConfig, part: int, out_dir: Path, all_items: Sequence[SourceItem], *, resume: bool) -> _Plan:
-    items = partition_items(all_items, part, cfg.partitions)
+    items = partition_items(all_items, part, cfg.n_partitions)
     settings = settings_hash(cfg)
-    marker = {"version": PART_VERSION, "part": part, "partitions": cfg.partitions, "settings": settings,
+    marker = {"version": PART_VERSION, "part": part, "partitions": cfg.n_partitions, "settings": settings,
               "chunk_inputs": cfg.chunk_inputs, "inputs_fingerprint": fingerprint(items)}
     chunks = [items[i:i + cfg.chunk_inputs] for i in range(0, len(items), cfg.chunk_inputs)]
     fingerprints = [chunk_fingerprint(settings, chunk) for chunk in chunks]
@@ -154,7 +154,7 @@ def _plan(cfg: CurationConfig, part: int, out_dir: Path, all_items: Sequence[Sou
         existing = read_json(out_dir / PART_MARKER)
         counts = (existing["inputs"], existing["faces"], existing["rejected"])
         log.info("%s: partition %d complete, reused", out_dir, part)
-        return _Plan(part, cfg.partitions, out_dir, items, existing, [], list(range(len(chunks))), counts, True)
+        return _Plan(part, cfg.n_partitions, out_dir, items, existing, [], list(range(len(chunks))), counts, True)
     (out_dir / PART_MARKER).unlink(missing_ok=True)  # first: from here the folder never looks finished
     chunk_dir = out_dir / CHUNK_DIR
     chunk_dir.mkdir(parents=True, exist_ok=True)
@@ -173,7 +173,7 @@ def _plan(cfg: CurationConfig, part: int, out_dir: Path, all_items: Sequence[Sou
     if reused:
         log.info("%s: resuming partition %d: %d of %d chunks reused, %d to do", out_dir, part, len(reused),
                  len(chunks), len(tasks))
-    return _Plan(part, cfg.partitions, out_dir, items, marker, tasks, reused, tuple(counts), False)
+    return _Plan(part, cfg.n_partitions, out_dir, items, marker, tasks, reused, tuple(counts), False)
 
 
 def _marker_matches(out_dir: Path, marker: dict[str, Any]) -> bool:

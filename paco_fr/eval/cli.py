@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from paco_fr.cli import add_config_args
+    from paco_fr.cli import add_config_args, add_lineage_arg
 
     ev = sub.add_parser(
         "evaluate",
@@ -27,7 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--data-root", default=None, metavar="DIR",
                     help="dataset folder in its official layout (standard benchmarks such as celeba_attributes)")
     ev.add_argument("--list", action="store_true", help="list the benchmark registry and exit")
+    ev.add_argument("--metrics", default=None, metavar="FILE",
+                    help="also write the primary metric with its interval as JSON here (for `dvc metrics`)")
     add_config_args(ev)
+    add_lineage_arg(ev)
     ev.set_defaults(func=_evaluate)
 
     bm = sub.add_parser("benchmarks", help="list the benchmark registry",
@@ -44,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmp_.add_argument("--reports", nargs="+", required=True, metavar="DIR", help="report folders or their parents")
     cmp_.add_argument("--out", required=True, metavar="DIR", help="output folder")
     add_config_args(cmp_)
+    add_lineage_arg(cmp_)
     cmp_.set_defaults(func=_compare)
 
 
@@ -90,8 +94,14 @@ def _evaluate(args: argparse.Namespace) -> int:
         if result.encoder_dir is not None:
             inputs["encoder"] = result.encoder_dir
         record_provenance(out, "evaluate", inputs=inputs, params=to_dict(cfg.eval), overrides=cfg.applied,
-                          extra={"encoder": args.encoder, "benchmark": name, "data_version": result.data_version})
+                          extra={"encoder": args.encoder, "benchmark": name, "data_version": result.data_version,
+                                 **result.run}, log=args.lineage)
         m = result.primary
+        if args.metrics:
+            from paco_fr.io import write_json_atomic
+
+            write_json_atomic(args.metrics, {"benchmark": name, "metric": result.primary_metric,
+                                             **{k: m[k] for k in ("value", "ci_low", "ci_high", "n") if k in m}})
         print(f"evaluate: {result.encoder_label} on {name}: {result.primary_metric} = {m['value']:.4f} "
               f"[{m['ci_low']:.4f}, {m['ci_high']:.4f}] (n={m['n']}) in {result.wall_time_s:.1f} s -> {out}",
               file=sys.stderr)
@@ -115,7 +125,7 @@ def _compare(args: argparse.Namespace) -> int:
     reports = find_reports(args.reports)
     record_provenance(result.out_dir, "compare",
                       inputs={f"{d.parent.name}/{d.name}": d for d in reports},
-                      params=to_dict(cfg.eval), overrides=cfg.applied)
+                      params=to_dict(cfg.eval), overrides=cfg.applied, log=args.lineage)
     print(result.table_md.read_text(encoding="utf-8"))
     print(f"compare: {result.n_reports} reports, {len(result.encoders)} encoders x {len(result.benchmarks)} "
           f"benchmarks -> {result.out_dir}", file=sys.stderr)

@@ -103,9 +103,6 @@ def markdown(report: dict[str, Any]) -> str:
                   f"{report['primary_metric']} = {_fmt(ref['value'])}."]
     lines += ["", "Intervals: percentile bootstrap over test items (pairs for verification), "
               f"{report['eval_config']['bootstrap']} resamples, seed {report['eval_config']['seed']}.", ""]
-    t = report["timing"]
-    lines.append(f"Timing: materialise {t['materialise_s']:.1f} s ({'cache' if t['from_cache'] else 'built'}), "
-                 f"features {t['features_s']:.1f} s, protocol {t['protocol_s']:.1f} s, total {t['total_s']:.1f} s.")
     for plot in report.get("plots", []):
         lines += ["", f"![{plot}]({plot})"]
     return "\n".join(lines) + "\n"

@@ -11,10 +11,9 @@ atomically (a temporary folder renamed into place).
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +46,16 @@ class EvalResult:
     benchmark_cache: Path
     encoder_dir: Path | None
     wall_time_s: float
+    run: dict[str, Any] = field(default_factory=dict)  # timing and cache use: facts of this run
 
     @property
     def primary(self) -> dict[str, Any]:
         return self.metrics[self.primary_metric]
+
+
+# Settings that decide where and how fast a report is made, not what it says: left out of the
+# report (and of the DVC stage's params) so that changing them neither changes its bytes nor re-runs it.
+RUN_ONLY_KEYS = ("benchmarks", "cache_dir", "feature_cache", "probe_threads", "batch_size", "data_root")
 
 
 def protocol_settings(cfg: EvalConfig) -> protocols.ProtocolSettings:
@@ -153,15 +158,11 @@ def evaluate(cfg: EvalConfig, encoder: str, benchmark: str, out_dir: str | os.Pa
             "metrics": scores.metrics_dict(),
             "details": {k: v for k, v in scores.details.items() if k != "nme_per_image"},
             "data_version": version,
-            "data": {"cache_dir": str(cache), "counts": data.counts(), "crop_size": data.crop_size,
+            "data": {"counts": data.counts(), "crop_size": data.crop_size,
                      "zoom": zoom, "zoom_source": zoom_source,
                      "meta": {k: v for k, v in data.meta.items() if k != "files"}},
-            "eval_config": to_dict(cfg),
-            "timing": {"materialise_s": round(t_materialise, 3), "from_cache": from_cache,
-                       "features_s": round(t_features, 3), "features_from_cache": features_cached, "protocol_s": round(t_protocol, 3),
-                       "scoring_s": round(t_scoring, 3), "total_s": round(time.perf_counter() - t_start, 3)},
+            "eval_config": {k: v for k, v in to_dict(cfg).items() if k not in RUN_ONLY_KEYS},
             "plots": plot_names,
-            "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
         write_report(tmp, report)
         save_items(tmp, scores.items)
@@ -170,4 +171,9 @@ def evaluate(cfg: EvalConfig, encoder: str, benchmark: str, out_dir: str | os.Pa
         plots=[out_dir / p for p in plot_names], benchmark=benchmark, encoder_label=handle.label,
         primary_metric=scores.primary, metrics=report["metrics"], data_version=version, benchmark_cache=cache,
         encoder_dir=Path(handle.source_dir) if handle.source_dir else None,
-        wall_time_s=time.perf_counter() - t_start)
+        wall_time_s=time.perf_counter() - t_start,
+        run={"timing": {"materialise_s": round(t_materialise, 3), "from_cache": from_cache,
+                        "features_s": round(t_features, 3), "features_from_cache": features_cached,
+                        "protocol_s": round(t_protocol, 3), "scoring_s": round(t_scoring, 3),
+                        "total_s": round(time.perf_counter() - t_start, 3)},
+             "benchmark_cache": str(cache)})

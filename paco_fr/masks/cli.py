@@ -7,7 +7,7 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from paco_fr.cli import add_config_args  # noqa: PLC0415 - paco_fr.cli imports this module
+    from paco_fr.cli import add_config_args, add_lineage_arg  # noqa: PLC0415 - paco_fr.cli imports this module
 
     parser = sub.add_parser(
         "regions",
@@ -20,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (replaced atomically)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_config_args(parser)
+    add_lineage_arg(parser)
     parser.set_defaults(func=run)
 
 
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"paco-fr regions: quality gate failed (see {args.out}/validation.json):\n{exc}", file=sys.stderr)
         return 1
     record_provenance(args.out, "regions", inputs={"corpus": args.corpus}, params=to_dict(cfg.regions),
-                      overrides=cfg.applied, extra={"run": {"wall_time_s": result.wall_time_s}})
+                      overrides=cfg.applied, extra={"wall_time_s": result.wall_time_s}, log=args.lineage)
     summary = result.summary
     providers = ", ".join(f"{k} {v}" for k, v in summary["faces_by_provider"].items())
     print(f"regions: {summary['n_faces']} faces in {len(result.shards)} shards ({providers}); "

@@ -8,7 +8,7 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from paco_fr.cli import add_config_args
+    from paco_fr.cli import add_config_args, add_lineage_arg
 
     parser = sub.add_parser("pretrain", help="pre-train a PaCo-FR face encoder (torchrun-compatible)",
                             description="Pre-train the encoder on CORPUS with its REGIONS; writes the encoder, "
@@ -17,10 +17,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--corpus", required=True, metavar="DIR", help="face corpus (output of `curate`)")
     parser.add_argument("--regions", required=True, metavar="DIR", help="region maps (output of `regions`)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt if present")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from RUN_DIR/checkpoints/last.pt if present")
+    parser.add_argument("--run-dir", default=None, metavar="DIR",
+                        help="facts of this run: checkpoints, progress.jsonl, wandb (default: runs/<OUT>)")
+    parser.add_argument("--metrics", default=None, metavar="FILE",
+                        help="also write the final metrics as JSON here (for `dvc metrics`)")
+    parser.add_argument("--plot", default=None, metavar="FILE",
+                        help="also write the training losses per step as CSV here (for `dvc plots`)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda:LOCAL_RANK if any)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_config_args(parser)
+    add_lineage_arg(parser)
     parser.set_defaults(func=run)
 
 
@@ -31,14 +39,22 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     result = pretrain(cfg, args.corpus, args.regions, args.out, resume=args.resume,
-                      progress=not args.no_progress, device=args.device)
+                      progress=not args.no_progress, device=args.device, run_dir=args.run_dir)
     if int(os.environ.get("RANK", "0")) == 0:
+        from paco_fr.io import write_json_atomic
         from paco_fr.lineage import record_provenance
+        from paco_fr.train.tracking import read_metrics, write_loss_csv
 
         params = {k: to_dict(getattr(cfg, k)) for k in ("seed", "masking", "model", "train")}
         record_provenance(result.out_dir, "pretrain", inputs={"corpus": args.corpus, "regions": args.regions},
                           params=params, overrides=cfg.applied,
-                          extra={"metrics": {k: v for k, v in result.metrics.items() if not isinstance(v, dict)}})
+                          extra={**result.run,
+                                 "metrics": {k: v for k, v in result.metrics.items() if not isinstance(v, dict)}},
+                          log=args.lineage)
+        if args.metrics:
+            write_json_atomic(args.metrics, result.metrics)
+        if args.plot:
+            write_loss_csv(read_metrics(result.out_dir), args.plot)
         m = result.metrics
         print(f"pretrain: {m.get('steps')} steps; encoder -> {result.encoder_path}", file=sys.stderr)
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 
 @dataclass
@@ -42,9 +41,6 @@ class TrainConfig:
     image_rows: int = 8
     # Batches of the val split scored at the end of the run (0: none).
     val_batches: int = 4
-    # offline: a local run under OUT/wandb; disabled: no wandb (metrics.jsonl still written).
-    wandb_mode: Literal["offline", "online", "disabled"] = "offline"
-    wandb_project: str = "paco-fr"
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "grad_accum", "log_every", "image_every", "checkpoint_every", "shuffle_buffer",

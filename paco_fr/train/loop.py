@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +24,14 @@ from paco_fr.config import ConfigError
 from paco_fr.model.config import ModelConfig
 from paco_fr.model.paco import PaCoFR
 from paco_fr.train.augment import AugmentParams
-from paco_fr.train.checkpoint import (LAST, CheckpointError, capture_rng, load_checkpoint, remove_partial_checkpoints,
+from paco_fr.train.checkpoint import (LAST, capture_rng, load_checkpoint, remove_partial_checkpoints,
                                      restore_rng, save_checkpoint)
 from paco_fr.train.config import TrainConfig
 from paco_fr.train.data import FaceRegionStream, StreamSpec, make_loader, read_split
 from paco_fr.train.distributed import DistContext, all_reduce_mean, barrier, setup_distributed, teardown
 from paco_fr.train.optim import build_optimizer, lr_at, set_lr
-from paco_fr.train.tracking import METRICS_FILE, MetricsLog, WandbRun, reconstruction_grid, save_png
+from paco_fr.train.tracking import (METRICS_FILE, PROGRESS_FILE, MetricsLog, ProgressLog, WandbRun, reconstruction_grid,
+                                   save_png)
 
 # Per-step history kept for the run summary (first/last-window averages).
 HISTORY_KEYS = ("loss", "rec", "tok", "tok_acc", "tok_chance", "perplexity")
@@ -51,6 +53,7 @@ class TrainOutcome:
     world_size: int
     resumed_from: int | None = None
     images_per_s: float = 0.0
+    run_dir: Path | None = None           # checkpoints, progress.jsonl, wandb: facts of the run
 
 
 def build_model(model_cfg: ModelConfig, seed: int) -> PaCoFR:
@@ -81,16 +84,34 @@ def train(
     resume: bool = False,
     progress: bool = True,
     device: str | None = None,
+    run_dir: str | os.PathLike[str] | None = None,
 ) -> TrainOutcome:
+    """Train into `out_dir` (the artifact: identical inputs give identical bytes). Facts of this run
+    (checkpoints, progress.jsonl with throughput and ETA, the wandb run) go to `run_dir`, outside the
+    artifact (default: runs/<out_dir>), so a killed run resumes from there however its output is
+    treated (DVC deletes a stage's outputs before it runs)."""
     ctx = setup_distributed(device)
+    run_path = Path(run_dir) if run_dir is not None else default_run_dir(out_dir)
     try:
-        return _train(cfg, Path(corpus_dir), Path(regions_dir), Path(out_dir), resume, progress, ctx)
+        return _train(cfg, Path(corpus_dir), Path(regions_dir), Path(out_dir), resume, progress, ctx, run_path)
     finally:
         teardown(ctx)
 
 
+def default_run_dir(out_dir: str | os.PathLike[str]) -> Path:
+    """<repo>/runs/<out_dir relative to the repo> inside a repository (git-ignored, one run folder per
+    artifact path; $PACO_FR_RUNS_DIR moves it), else the sibling folder <out_dir>.run."""
+    from paco_fr.lineage import find_repo_root
+
+    out = Path(out_dir).resolve()
+    root = find_repo_root(out.parent)
+    if root is not None and out.is_relative_to(root):
+        return Path(os.environ.get("PACO_FR_RUNS_DIR", root / "runs")) / out.relative_to(root)
+    return out.with_name(out.name + ".run")
+
+
 def _train(cfg: Any, corpus_dir: Path, regions_dir: Path, out_dir: Path, resume: bool, progress: bool,
-           ctx: DistContext) -> TrainOutcome:
+           ctx: DistContext, run_dir: Path) -> TrainOutcome:
     started = time.perf_counter()
     tcfg: TrainConfig = cfg.train
     mcfg: ModelConfig = cfg.model
@@ -125,26 +146,15 @@ def _train(cfg: Any, corpus_dir: Path, regions_dir: Path, out_dir: Path, resume:
 
     model = build_model(mcfg, cfg.seed).to(ctx.device)
     optimizer = build_optimizer(model, tcfg.lr, tcfg.weight_decay, tcfg.betas, ctx.device)
-    ckpt_path = out_dir / "checkpoints" / LAST
+    ckpt_path = run_dir / "checkpoints" / LAST
     step = 0
     history: dict[str, list[float]] = {k: [] for k in HISTORY_KEYS}
     wandb_id: str | None = None
     resumed_from: int | None = None
     elapsed_before = 0.0
-    if resume and ctx.is_main:
-        remove_partial_checkpoints(ckpt_path.parent)
-    if resume and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path, map_location=ctx.device)
-        if state["model_config"] != _plain(mcfg):
-            raise CheckpointError(f"{ckpt_path} was trained with another model configuration; "
-                                  "resume with the same model section or start a new output directory")
-        if state["world_size"] != ctx.world_size or state["batch_size"] != tcfg.batch_size:
-            raise CheckpointError(f"{ckpt_path} was written by {state['world_size']} process(es) with batch "
-                                  f"{state['batch_size']}; resume with the same layout")
-        if state.get("data_layout", [spec.groups, spec.streams]) != [spec.groups, spec.streams]:
-            raise CheckpointError(f"{ckpt_path} read its data in {state['data_layout'][0]} shard group(s) x "
-                                  f"{state['data_layout'][1]} stream(s); resume with train.loader_groups and "
-                                  "train.loader_streams set to those")
+    fingerprint = run_fingerprint(cfg, corpus_dir, regions_dir, ctx.world_size)
+    state = _compatible_checkpoint(ckpt_path, fingerprint, ctx) if resume else None
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         restore_rng(state["rng"])
@@ -165,13 +175,15 @@ def _train(cfg: Any, corpus_dir: Path, regions_dir: Path, out_dir: Path, resume:
             find_unused_parameters=incubation_steps > step, broadcast_buffers=False)
 
     metrics_log: MetricsLog | None = None
+    progress_log: ProgressLog | None = None
     wandb_run: WandbRun | None = None
     if ctx.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         metrics_log = MetricsLog(out_dir / METRICS_FILE, resume_step=step if resumed_from is not None else None)
+        progress_log = ProgressLog(run_dir / PROGRESS_FILE, total_steps=total_steps)
         from paco_fr.config import to_dict
 
-        wandb_run = WandbRun(tcfg.wandb_mode, tcfg.wandb_project, out_dir, to_dict(cfg), wandb_id)
+        wandb_run = WandbRun(run_dir, to_dict(cfg), wandb_id)
     barrier(ctx)
 
     dataset = FaceRegionStream(spec, start_epoch=step // steps_per_epoch,
@@ -234,14 +246,16 @@ def _train(cfg: Any, corpus_dir: Path, regions_dir: Path, out_dir: Path, resume:
                 window_start, window_images = now, 0
                 record = {"step": step, "epoch": (step - 1) // steps_per_epoch, "split": "train", "lr": lr,
                           "codebook_lr": codebook_lr,
-                          **{k: float(np.mean([r[k] for r in per_step if k in r])) for k in per_step[-1]},
-                          "images_per_s": images_per_s}
+                          **{k: float(np.mean([r[k] for r in per_step if k in r])) for k in per_step[-1]}}
                 record["incubation"] = bool(per_step[-1].get("incubation", 0.0))
                 last_record = record
                 if metrics_log is not None:
                     metrics_log.write(record)
+                if progress_log is not None:
+                    progress_log.write(step, record, images_per_s)
                 if wandb_run is not None:
-                    wandb_run.log({f"train/{k}": v for k, v in record.items() if k not in ("step", "split")}, step)
+                    wandb_run.log({**{f"train/{k}": v for k, v in record.items() if k not in ("step", "split")},
+                                   "train/images_per_s": images_per_s}, step)
                 bar.set_postfix(loss=f"{record['loss']:.3f}", rec=f"{record.get('rec', float('nan')):.3f}",
                                 img_s=f"{images_per_s:.0f}")
             if ctx.is_main and out.pred is not None and (step % tcfg.image_every == 0 or step == total_steps):
@@ -258,7 +272,7 @@ def _train(cfg: Any, corpus_dir: Path, regions_dir: Path, out_dir: Path, resume:
                         "rng": capture_rng(), "history": history, "model_config": _plain(mcfg),
                         "world_size": ctx.world_size, "batch_size": tcfg.batch_size,
                         "data_layout": [spec.groups, spec.streams],
-                        "wandb_id": wandb_run.run_id if wandb_run is not None else None,
+                        "wandb_id": wandb_run.run_id if wandb_run is not None else None, "fingerprint": fingerprint,
                         "wall_time_s": elapsed_before + time.perf_counter() - started,
                     })
                 barrier(ctx)
@@ -266,6 +280,8 @@ def _train(cfg: Any, corpus_dir: Path, regions_dir: Path, out_dir: Path, resume:
         bar.close()
         if metrics_log is not None:
             metrics_log.close()
+        if progress_log is not None:
+            progress_log.close()
 
     val_metrics = evaluate(model, cfg, corpus_dir, regions_dir, ctx)
     if wandb_run is not None:
@@ -281,7 +297,50 @@ def _train(cfg: Any, corpus_dir: Path, regions_dir: Path, out_dir: Path, resume:
                         steps_per_epoch=steps_per_epoch, incubation_steps=incubation_steps, history=history,
                         last_metrics=last_record, val_metrics=val_metrics,
                         wall_time_s=elapsed_before + time.perf_counter() - started, is_main=ctx.is_main,
-                        world_size=ctx.world_size, resumed_from=resumed_from, images_per_s=images_per_s)
+                        world_size=ctx.world_size, resumed_from=resumed_from, images_per_s=images_per_s,
+                        run_dir=run_dir)
+
+
+# Settings that change neither the weights nor the files of a run (the stream is the same with any
+# number of loader workers), so a checkpoint written under other values still continues the same run.
+RESUME_NEUTRAL = ("num_workers",)
+
+
+def run_fingerprint(cfg: Any, corpus_dir: Path, regions_dir: Path, world_size: int) -> str:
+    """What a checkpoint must share with this run to be continued by it: the configuration that
+    decides the weights and outputs, the data versions (manifest and region summary bytes) and the
+    process layout."""
+    import hashlib
+    import json
+
+    from paco_fr.config import to_dict
+
+    train_cfg = {k: v for k, v in to_dict(cfg.train).items() if k not in RESUME_NEUTRAL}
+    digest = hashlib.sha256(json.dumps({"seed": cfg.seed, "masking": to_dict(cfg.masking), "model": to_dict(cfg.model),
+                                        "train": train_cfg, "world_size": world_size}, sort_keys=True).encode())
+    for data_file in (corpus_dir / "manifest.parquet", regions_dir / "regions_summary.json"):
+        if data_file.exists():
+            digest.update(data_file.read_bytes())
+    return digest.hexdigest()
+
+
+def _compatible_checkpoint(path: Path, fingerprint: str, ctx: DistContext) -> dict[str, Any] | None:
+    """The checkpoint at `path` when it continues this run; None (start at step 0) when there is none
+    or it belongs to another configuration, data version or process layout, said on stderr."""
+    if ctx.is_main:
+        remove_partial_checkpoints(path.parent)
+    barrier(ctx)
+    if not path.exists():
+        return None
+    state = load_checkpoint(path, map_location=ctx.device)
+    if state.get("fingerprint") != fingerprint:
+        if ctx.is_main:
+            print(f"pretrain: {path} was written by a run with another configuration, data version or "
+                  "process count; starting from step 0", file=sys.stderr, flush=True)
+        return None
+    if ctx.is_main:
+        print(f"pretrain: resuming from step {int(state['step'])} ({path})", file=sys.stderr, flush=True)
+    return state
 
 
 def schedule_lr(step: int, tcfg: TrainConfig, incubation_steps: int, total_steps: int) -> tuple[float, float]:

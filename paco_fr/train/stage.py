@@ -8,6 +8,7 @@ trains and rank 0 alone writes.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,17 +29,22 @@ class PretrainResult:
     encoder_path: Path
     model_card_path: Path
     metrics: dict[str, Any] = field(default_factory=dict)
+    run: dict[str, Any] = field(default_factory=dict)   # facts of this run, for the lineage record
+    model: Any = None                                    # the trained PaCoFR module (every part, not only the encoder)
 
 
 def pretrain(cfg: Any, corpus_dir: str | os.PathLike[str], regions_dir: str | os.PathLike[str],
              out_dir: str | os.PathLike[str], *, resume: bool = False, progress: bool = True,
-             device: str | None = None) -> PretrainResult:
-    """Pre-train per `cfg` (a paco_fr.config.ProjectConfig) and write the encoder and its record."""
+             device: str | None = None, run_dir: str | os.PathLike[str] | None = None) -> PretrainResult:
+    """Pre-train per `cfg` (a paco_fr.config.ProjectConfig) and write the encoder and its model card.
+    Everything written under `out_dir` is a function of the inputs and the configuration; facts of
+    the run (time, throughput, resume point, checkpoints, wandb) are in `run` / `run_dir`."""
     corpus_dir, regions_dir, out_dir = Path(corpus_dir), Path(regions_dir), Path(out_dir)
     for what, path in (("corpus", corpus_dir), ("regions", regions_dir)):
         if not path.is_dir():
             raise FileNotFoundError(f"{what} directory {path} does not exist")
-    outcome = train(cfg, corpus_dir, regions_dir, out_dir, resume=resume, progress=progress, device=device)
+    outcome = train(cfg, corpus_dir, regions_dir, out_dir, resume=resume, progress=progress, device=device,
+                    run_dir=run_dir)
     encoder_path, card_path = out_dir / ENCODER_FILE, out_dir / CARD_FILE
     metrics = summarise(outcome, cfg)
     if outcome.is_main:
@@ -47,7 +53,15 @@ def pretrain(cfg: Any, corpus_dir: str | os.PathLike[str], regions_dir: str | os
         save_encoder(model.encoder.vit, encoder_path, name=cfg.model.encoder, img_size=cfg.model.img_size,
                      patch_size=cfg.model.patch_size, card=card)
         plot_loss_curve(read_metrics(out_dir / METRICS_FILE), out_dir / "loss_curve.png")
-    return PretrainResult(out_dir=out_dir, encoder_path=encoder_path, model_card_path=card_path, metrics=metrics)
+        if outcome.run_dir is not None:
+            # The run is complete: its checkpoint would only make a forced re-run skip the training
+            # (and take disk space the size of the model and optimizer state).
+            shutil.rmtree(outcome.run_dir / "checkpoints", ignore_errors=True)
+    run = {"wall_time_s": round(outcome.wall_time_s, 1), "images_per_s": round(outcome.images_per_s, 1),
+           "resumed_from_step": outcome.resumed_from, "world_size": outcome.world_size,
+           "run_dir": str(outcome.run_dir) if outcome.run_dir is not None else None}
+    return PretrainResult(out_dir=out_dir, encoder_path=encoder_path, model_card_path=card_path, metrics=metrics,
+                          run=run, model=outcome.model)
 
 
 def summarise(outcome: TrainOutcome, cfg: Any) -> dict[str, Any]:
@@ -55,8 +69,7 @@ def summarise(outcome: TrainOutcome, cfg: Any) -> dict[str, Any]:
     codebook health against the run's targets, and the val split's losses."""
     h = outcome.history
     out: dict[str, Any] = {"steps": outcome.step, "steps_per_epoch": outcome.steps_per_epoch,
-                           "incubation_steps": outcome.incubation_steps, "world_size": outcome.world_size,
-                           "images_per_s": outcome.images_per_s}
+                           "incubation_steps": outcome.incubation_steps}
     out["final"] = {k: v for k, v in outcome.last_metrics.items() if k not in ("step", "split")}
     rec = h.get("rec", [])
     if rec:
@@ -91,10 +104,8 @@ def model_card(cfg: Any, outcome: TrainOutcome, corpus_dir: Path, regions_dir: P
         "preset": presets[-1] if presets else None,
         "overrides": [a for a in cfg.applied if not a.startswith("preset=")],
         "config": {k: to_dict(getattr(cfg, k)) for k in ("seed", "masking", "model", "train")},
-        "data": {"corpus": str(corpus_dir.resolve()), "corpus_version": content_hash(manifest),
-                 "regions": str(regions_dir.resolve()), "split": "train"},
+        # Versions, not paths: where the data sat is a fact of the run (in the lineage record).
+        "data": {"corpus_manifest_md5": content_hash(manifest), "split": "train"},
         "metrics": metrics,
-        "wall_time_s": outcome.wall_time_s,
-        "resumed_from_step": outcome.resumed_from,
     }
 

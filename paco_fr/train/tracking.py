@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Mapping
@@ -19,6 +20,7 @@ from paco_fr.io import atomic_path, write_text_atomic
 from paco_fr.model.patches import from_model_input, normalise_patches, patchify, to_model_input, unpatchify
 
 METRICS_FILE = "metrics.jsonl"
+PROGRESS_FILE = "progress.jsonl"
 
 
 class MetricsLog:
@@ -45,6 +47,34 @@ class MetricsLog:
         self._handle.close()
 
 
+class ProgressLog:
+    """RUN_DIR/progress.jsonl: what a person (or an orchestrator relaying it) watches during a run:
+    step, loss, images/s, elapsed time and ETA. Facts of the run, so kept out of the artifact."""
+
+    def __init__(self, path: Path, *, total_steps: int) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.total_steps = total_steps
+        self.started = time.time()
+        self._first_step: int | None = None
+        self._handle = open(path, "a", encoding="utf-8")
+
+    def write(self, step: int, record: Mapping[str, Any], images_per_s: float) -> None:
+        now = time.time()
+        if self._first_step is None:
+            self._first_step, self.started = step, now - 1e-9
+        done = max(step - self._first_step, 1)
+        eta = (self.total_steps - step) * (now - self.started) / done
+        line = {"step": step, "total_steps": self.total_steps, "loss": record.get("loss"),
+                "rec": record.get("rec"), "lr": record.get("lr"), "images_per_s": round(images_per_s, 2),
+                "elapsed_s": round(now - self.started, 1), "eta_s": round(eta, 1), "time": round(now, 3)}
+        self._handle.write(json.dumps(line) + "\n")
+        self._handle.flush()
+
+    def close(self) -> None:
+        self._handle.close()
+
+
 def _step_of(line: str) -> int | None:
     try:
         return int(json.loads(line)["step"])
@@ -59,13 +89,28 @@ def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-class WandbRun:
-    """A wandb run in `mode` (offline by default) whose files live under OUT/wandb; a no-op when
-    wandb is disabled or not installed."""
+LOSS_COLUMNS = ("loss", "rec", "tok", "align", "spatial", "flip", "tok_acc", "perplexity")
 
-    def __init__(self, mode: str, project: str, out_dir: Path, config: Mapping[str, Any], run_id: str | None) -> None:
+
+def write_loss_csv(records: list[Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:
+    """The training records' losses per step as CSV (empty cells where a term was not logged)."""
+    train = [r for r in records if r.get("split", "train") == "train" and "step" in r]
+    columns = [c for c in LOSS_COLUMNS if any(c in r for r in train)]
+    lines = [",".join(["step", *columns])]
+    lines += [",".join([str(r["step"]), *(repr(float(r[c])) if c in r else "" for c in columns)]) for r in train]
+    return write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+class WandbRun:
+    """A wandb run whose files live under RUN_DIR/wandb (beside the artifact, never inside it: they hold
+    run ids and times). Mode and project come from the environment, as wandb's own settings do:
+    WANDB_MODE (default offline; `disabled` for none) and WANDB_PROJECT (default paco-fr). A no-op
+    when disabled or when wandb is not installed."""
+
+    def __init__(self, run_dir: Path, config: Mapping[str, Any], run_id: str | None) -> None:
         self.run = None
         self.run_id = run_id
+        mode = os.environ.get("WANDB_MODE", "offline")
         if mode == "disabled":
             return
         try:
@@ -75,9 +120,12 @@ class WandbRun:
             return
         os.environ.setdefault("WANDB_SILENT", "true")
         self._wandb = wandb
-        self.run = wandb.init(project=project, mode=mode, dir=str(out_dir), config=dict(config),
-                              id=run_id, resume="allow" if run_id else None, reinit="create_new")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "paco-fr"), mode=mode, dir=str(run_dir),
+                              config=dict(config), id=run_id, resume="allow" if run_id else None,
+                              reinit="create_new")
         self.run_id = self.run.id
+        self.dir = Path(self.run.dir).parent
 
     def log(self, scalars: Mapping[str, float], step: int) -> None:
         if self.run is not None:

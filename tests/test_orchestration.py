@@ -1,0 +1,220 @@
+"""One identity per artifact, scheduled retraining that does nothing when nothing changed, and
+experiments that never touch the workspace: through the real Dagster instance, real DVC and the real
+stages on a tiny repository."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from dagster_driver import automation_cursor, data_versions, materialize_all, run_automation
+from dagster_project.definitions import build_defs
+from paco_fr.lineage import content_hash, find_record
+from paco_fr.pipeline import dvc_repro, lock_stages
+from tiny_repo import commit, make_tiny_repo
+
+pytestmark = pytest.mark.slow
+
+PACO_FR = str(Path(sys.executable).parent / "paco-fr")
+
+
+def _env() -> dict[str, str]:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("PACO_FR_LINEAGE_LOG", None)  # records go to the repository's own lineage/ logs
+    return env
+
+
+def paco_fr(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([PACO_FR, *args], cwd=repo, env=_env(), capture_output=True, text=True, timeout=900)
+    if check:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def dvc(repo: Path, *args: str) -> str:
+    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, env=_env(), capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    """A tiny repository after the README's main command, committed."""
+    repo = make_tiny_repo(tmp_path_factory.mktemp("built") / "repo")
+    paco_fr(repo, "run")
+    commit(repo, "pipeline built")
+    return repo
+
+
+def copy_of(repo: Path, dest: Path) -> Path:
+    shutil.copytree(repo, dest, symlinks=True)
+    return dest
+
+
+def artifact_of(asset: str, partition: str | None, data_dir: str = "data") -> str:
+    if asset == "raw_faces":
+        return f"{data_dir}/raw"
+    if asset in ("face_corpus", "face_regions", "benchmark_summary"):
+        return f"{data_dir}/" + {"face_corpus": "corpus", "face_regions": "regions", "benchmark_summary": "summary"}[asset]
+    if asset == "pretrained_encoder":
+        return f"{data_dir}/encoders/{partition}"
+    first, second = partition.split("|")  # dimensions in name order: baseline|benchmark, benchmark|encoder
+    return f"{data_dir}/reports/{first}/{second}" if asset == "baseline_report" else f"{data_dir}/reports/{second}/{first}"
+
+
+def recorded_versions(repo: Path) -> dict[str, str]:
+    versions = {out["path"]: out["md5"] for stage in lock_stages(repo).values() for out in stage["outs"]
+                if not out["path"].startswith("lineage/")}  # the logs grow by a record each run
+    versions["data/raw"] = yaml.safe_load((repo / "data" / "raw.dvc").read_text())["outs"][0]["md5"]
+    return versions
+
+
+def test_identical_inputs_rebuild_nothing_downstream(built, tmp_path):
+    repo = copy_of(built, tmp_path / "repo")
+    before = recorded_versions(repo)
+    forced = dvc_repro(["curate"], root=repo, single_item=True, force=True, env=_env(), stream=False)
+    assert forced.ran == ["curate"]
+    assert json.loads(dvc(repo, "status", "--json")) == {}, "a forced curate on the same raw folder left stages stale"
+    assert recorded_versions(repo) == before
+    # The same version, built twice: two runs recorded under one key.
+    runs = [json.loads(line) for line in (repo / "lineage" / "curate.jsonl").read_text().splitlines()]
+    assert len(runs) == 2 and runs[0]["key"] == runs[1]["key"] == before["data/corpus"]
+    assert runs[0]["run"]["run_id"] != runs[1]["run"]["run_id"]
+
+    # A comment-only change in curation's code: curate re-runs (its code is a dependency), gives the same
+    # corpus, and nothing below it runs.
+    source = repo / "paco_fr" / "data" / "align.py"
+    source.write_text(source.read_text() + "\n# a comment that changes no behaviour\n")
+    after_edit = dvc_repro([], root=repo, env=_env(), stream=False)
+    assert after_edit.ran == ["curate"], after_edit.ran
+    assert json.loads(dvc(repo, "status", "--json")) == {}
+    assert recorded_versions(repo) == before
+
+
+def test_versions_agree_and_a_schedule_tick_retrains_only_what_changed(built, tmp_path):
+    repo = copy_of(built, tmp_path / "repo")
+    defs = build_defs(repo)
+    with dg.instance_for_test() as instance:
+        materialize_all(defs, instance)
+        # Every asset partition: Dagster data version == dvc.lock md5 == the key of a lineage record.
+        lock = recorded_versions(repo)
+        versions = data_versions(defs, instance)
+        assert len(versions) == sum(1 for _ in versions) and versions
+        for (asset, partition), version in versions.items():
+            artifact = artifact_of(asset, partition)
+            assert version == lock[artifact], (asset, partition)
+            assert find_record(artifact, version, root=repo) is not None, (asset, partition)
+
+        cursor = automation_cursor(defs, instance)
+        schedule_job = defs.resolve_job_def(defs.resolve_schedule_def("weekly_retraining").job_name)
+        # A weekly tick on unchanged images: the raw version is the same, nothing else runs.
+        assert schedule_job.execute_in_process(instance=instance).success
+        cursor, launched = run_automation(defs, instance, cursor)
+        assert launched.runs == [], launched.runs
+        assert data_versions(defs, instance) == versions
+
+        # Five new images, then the next tick: exactly the chain below the raw folder re-runs.
+        _add_faces(repo / "data" / "raw" / "new", 5)
+        assert schedule_job.execute_in_process(instance=instance).success
+        cursor, launched = run_automation(defs, instance, cursor)
+        assert launched.assets() == {"face_corpus", "face_regions", "pretrained_encoder", "eval_report",
+                                     "benchmark_summary"}, launched.runs
+        assert sum(1 for asset, _ in launched.runs if asset == "pretrained_encoder") == 1
+        after = data_versions(defs, instance)
+        changed = {k for k in after if after[k] != versions[k]}
+        assert {asset for asset, _ in changed} >= {"raw_faces", "face_corpus", "face_regions", "pretrained_encoder"}
+        assert not any(asset == "baseline_report" for asset, _ in changed)
+        assert json.loads(dvc(repo, "status", "--json")) == {}
+        # The new images are in the DVC cache (dvc add on the Dagster path), not only in the workspace.
+        cache = repo / ".dvc" / "cache" / "files" / "md5"
+        for image in (repo / "data" / "raw" / "new").glob("*.png"):
+            md5 = content_hash(image)
+            assert (cache / md5[:2] / md5[2:]).exists(), image.name
+
+
+def _add_faces(folder: Path, n: int) -> None:
+    """n procedural faces with ground-truth sidecars, of identities the builtin folder does not have."""
+    from paco_fr.data.builtin import _png_bytes
+    from paco_fr.data.synthetic import face_to_record, generate_faces
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, face in enumerate(generate_faces(n, seed=991, size=192, identity_offset=10_000)):
+        (folder / f"new-{i}.png").write_bytes(_png_bytes(face.image))
+        (folder / f"new-{i}.gt.json").write_text(json.dumps({**face_to_record(face), "synthetic": True}))
+
+
+def test_an_experiment_never_touches_the_workspace(built, tmp_path):
+    repo = copy_of(built, tmp_path / "repo")
+    defs = build_defs(repo)
+    encoder = repo / "data" / "encoders" / "paco_fr-s0" / "encoder.safetensors"
+    production = encoder.read_bytes()
+    job = defs.resolve_job_def("experiment")
+
+    # The launchpad refuses an unknown key (or a wrong type) before any run starts.
+    with dg.instance_for_test() as instance:
+        for bad in ({"train": {"lrr": 0.01}}, {"train": {"lr": "fast"}}):
+            with pytest.raises(dg.DagsterInvalidConfigError):
+                job.execute_in_process(instance=instance, run_config={"ops": {"dvc_experiment": {"config": {"set": bad}}}})
+        assert instance.get_runs_count() == 0
+
+        # The user edits params.yaml while the experiment runs; the edit survives it.
+        params = repo / "params.yaml"
+        edited = params.read_text().replace("  lr: 0.0015", "  lr: 0.0015               # tuned by hand")
+        thread = threading.Thread(target=lambda: (time.sleep(3), params.write_text(edited)))
+        thread.start()
+        result = job.execute_in_process(
+            instance=instance, run_config={"ops": {"dvc_experiment": {"config": {
+                "set": {"train": {"lr": 0.003}}, "name": "lr-0.003"}}}})
+        thread.join()
+        assert result.success
+    assert params.read_text() == edited
+    assert encoder.read_bytes() == production, "the experiment overwrote the production encoder"
+    shown = json.loads(dvc(repo, "exp", "show", "--json"))
+    experiments = [exp for rev in shown for group in (rev.get("experiments") or []) for exp in group["revs"]]
+    named = [exp for exp in experiments if exp.get("name") == "lr-0.003"]
+    assert named, shown
+    data = named[0]["data"]
+    assert data["params"]["params.yaml"]["data"]["train"]["lr"] == 0.003
+    metrics = data["metrics"]
+    assert "metrics/pretrain/paco_fr-s0.json" in metrics
+    assert any(path.startswith("metrics/evaluate/paco_fr-s0/") for path in metrics), metrics
+    # Its lineage travels with the experiment commit: the encoder it trained has its record there.
+    rev = named[0]["rev"]
+    git_show = lambda path: subprocess.run(["git", "show", f"{rev}:{path}"], cwd=repo, check=True,  # noqa: E731
+                                           capture_output=True, text=True).stdout
+    trained = next(o["md5"] for o in yaml.safe_load(git_show("dvc.lock"))["stages"]["pretrain@paco_fr-0"]["outs"]
+                   if o["path"] == "data/encoders/paco_fr-s0")
+    assert trained != content_hash(encoder.parent)
+    records = [json.loads(line) for line in git_show("lineage/pretrain/paco_fr-s0.jsonl").splitlines()]
+    assert any(r["key"] == trained and r["params"]["train"]["lr"] == 0.003 for r in records)
+    # The plain run afterwards (params.yaml as the user left it): everything is up to date, nothing trains.
+    out = paco_fr(repo, "run").stdout
+    assert "ran nothing" in out, out[-2000:]
+    assert encoder.read_bytes() == production
+
+
+def test_checks_judge_a_corpus_by_the_settings_it_was_built_with(tmp_path):
+    """A 224-px corpus (the GPU setting) passes its blocking checks."""
+    repo = make_tiny_repo(tmp_path / "repo", ["curation.crop_size=224", "curation.builtin.n_synthetic=24"])
+    defs = build_defs(repo)
+    with dg.instance_for_test() as instance:
+        from dagster_driver import execute
+
+        for key in (dg.AssetKey("raw_faces"), dg.AssetKey("face_corpus"), dg.AssetKey("face_regions")):
+            result = execute(defs, instance, key, None)
+            assert result.success
+            for check in result.get_asset_check_evaluations():
+                assert check.passed, (check.check_name, check.metadata)
+                assert check.metadata["validated_with"].value.get("crop_size", 224) == 224
+        assert {c.check_name for c in result.get_asset_check_evaluations()} == {"regions_expectations"}
