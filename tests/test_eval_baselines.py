@@ -36,7 +36,11 @@ def test_hog_features_are_cached_under_their_parameters(tmp_path):
     other = resolve_encoder("hog", ModelConfig(img_size=32, patch_size=4))
     assert encoder_fingerprint(handle) != encoder_fingerprint(other)
     images = np.random.default_rng(1).integers(0, 255, size=(3, 32, 32, 3), dtype=np.uint8)
-    first, cached = features_for(handle, images, ("mean", "patch"), batch_size=8, cache_dir=tmp_path)
+    first, cached = features_for(handle, images, ("mean",), batch_size=8, cache_dir=tmp_path)
+    assert not cached
+    # patch blocks are computed when first asked for and added beside what is stored
+    both, cached = features_for(handle, images, ("mean", "patch"), batch_size=8, cache_dir=tmp_path)
     again, cached_again = features_for(handle, images, ("mean", "patch"), batch_size=8, cache_dir=tmp_path)
     assert not cached and cached_again
-    np.testing.assert_array_equal(first["patch"], again["patch"])
+    np.testing.assert_array_equal(both["mean"], first["mean"])
+    np.testing.assert_array_equal(again["patch"], extract_features(handle, images, ("patch",))["patch"])

@@ -47,15 +47,19 @@ def features_for(handle: EncoderHandle, images: np.ndarray, kinds: tuple[str, ..
         return extract_features(handle, images, kinds, batch_size=batch_size, desc=desc, device=device), False
     device_type = resolve_device(device).type  # GPU and CPU features differ in the last bits
     path = Path(cache_dir) / "features" / encoder_fingerprint(handle) / f"{images_hash(images)}-{device_type}.npz"
+    stored: dict[str, np.ndarray] = {}
     if path.exists():
         try:
             with np.load(path, allow_pickle=False) as z:
                 if all(k in z.files for k in kinds):
                     return {k: z[k] for k in kinds}, True
+                stored = {k: z[k] for k in z.files}
         except (OSError, ValueError):
-            pass  # unreadable: extract again and overwrite
-    # All kinds at once: the patch tokens come with the forward pass anyway.
-    features = extract_features(handle, images, FEATURE_KINDS, batch_size=batch_size, desc=desc, device=device)
+            stored = {}  # unreadable: extract again and overwrite
+    # A ViT's forward pass gives every kind at once, so all are kept; HOG computes each kind on its
+    # own (the patch blocks cost three times the global descriptor), so only what is asked is added.
+    todo = FEATURE_KINDS if handle.kind == "vit" else tuple(k for k in kinds if k not in stored)
+    features = {**stored, **extract_features(handle, images, todo, batch_size=batch_size, desc=desc, device=device)}
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle_file:

@@ -117,8 +117,8 @@ def score(data: BenchmarkData, out: ProtocolOutput, *, n_resamples: int, seed: i
             lo, hi = _nan_percentiles(boot[:, c])
             metrics[f"f1/{name}"] = M.MetricValue(float(f1_all[c]), lo, hi, len(te))
         if cms is not crop_cms:  # the same predictions scored in the crop, for comparison with our protocols
-            metrics["mean_f1@crop"] = M.MetricValue(M.mean_f1(crop_cms.sum(0), exclude=ignore), float("nan"),
-                                                    float("nan"), len(te))
+            metrics["mean_f1@crop"] = M.with_ci(lambda idx: M.mean_f1(crop_cms[idx].sum(0), exclude=ignore), len(te),
+                                                n_resamples=n_resamples, seed=seed)
         details["confusion_matrix"] = cms.sum(0).tolist()
         details["class_names"] = list(names)
         details["excluded_from_mean"] = [names[i] for i in ignore]
