@@ -29,6 +29,11 @@ Features are standardised with the statistics of the rows the model is fitted on
 choice on val, ``linear`` and ``knn`` refit on train + val with the chosen values (and
 standardisation statistics of train + val) and predict test once; ``finetune`` keeps its best-val
 epoch and is not refitted.
+
+What is measured is the benchmark protocol's business (paco_fr.eval.benchmark_protocols), with two
+consequences here: a verification benchmark with folds (LFW View 2) runs the probe once per test
+fold (:func:`run_verification_folds`), and a parsing benchmark scored on the original image gets
+the test items' class-score maps besides their labels, for scoring to warp back.
 """
 
 from __future__ import annotations
