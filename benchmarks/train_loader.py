@@ -159,8 +159,8 @@ class WorkerWatch:
         self._thread.join()
 
 
-def child(args: argparse.Namespace) -> int:
-    """One measurement: `--batches` batches from a fresh loader; prints one JSON line."""
+def make_stream(loader: str, corpus: Path, regions: Path, workers: int):
+    """(data module, FaceRegionStream) of the current loader or of git revision `loader`."""
     import torch
 
     from paco_fr.config import load_config
@@ -169,19 +169,42 @@ def child(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     cfg = load_config(ROOT / "params.yaml")
     t, m = cfg.train, cfg.model
-    common = dict(corpus_dir=str(args.corpus), regions_dir=str(args.regions), img_size=m.img_size,
+    common = dict(corpus_dir=str(corpus), regions_dir=str(regions), img_size=m.img_size,
                   patch_size=m.patch_size, batch_size=t.batch_size, seed=cfg.seed, mask_strategy=cfg.masking.strategy,
                   mask_ratio=cfg.masking.ratio, replace_ratio=m.replace_ratio,
                   augment=AugmentParams(t.hflip, t.scale_jitter, t.translate_jitter, t.color_jitter))
-    if args.loader == "current":
+    if loader == "current":
         from paco_fr.train import data
 
-        spec = data.StreamSpec(faces=data.read_split(args.corpus, "train"), streams=max(1, args.workers),
+        spec = data.StreamSpec(faces=data.read_split(corpus, "train"), streams=max(1, workers),
                                shuffle_buffer=t.shuffle_buffer, interleave=t.interleave_shards, **common)
     else:
-        data = baseline_module(args.loader)
-        spec = data.StreamSpec(faces=tuple(data.read_split(args.corpus, "train")), **common)
-    loader = data.make_loader(data.FaceRegionStream(spec), args.workers, seed=0)
+        data = baseline_module(loader)
+        spec = data.StreamSpec(faces=tuple(data.read_split(corpus, "train")), **common)
+    return data, data.FaceRegionStream(spec)
+
+
+def inprocess(args: argparse.Namespace) -> int:
+    """CPU ms per image of the loaders' own work (no workers), alternating in one process, 5 batches
+    at a time: what a shared machine's load disturbs least. Prints one JSON line."""
+    streams = {name: iter(make_stream(name, args.corpus, args.regions, 0)[1]) for name in args.loader.split(",")}
+    times: dict[str, list[float]] = {name: [] for name in streams}
+    for name in streams:
+        next(streams[name])
+    for rep in range(args.batches // 5):
+        for name in list(streams) if rep % 2 == 0 else list(streams)[::-1]:
+            start = time.process_time()
+            images = sum(len(next(streams[name])["images"]) for _ in range(5))
+            times[name].append(1000 * (time.process_time() - start) / images)
+    print(json.dumps({name: statistics.median(v) for name, v in times.items()}))
+    return 0
+
+
+def child(args: argparse.Namespace) -> int:
+    """One measurement: `--batches` batches from a fresh loader; prints one JSON line."""
+    data, stream = make_stream(args.loader, args.corpus, args.regions, args.workers)
+    batch_size = stream.spec.batch_size
+    loader = data.make_loader(stream, args.workers, seed=0)
     with WorkerWatch() as watch:
         batches = iter(loader)
         next(batches)
@@ -194,16 +217,16 @@ def child(args: argparse.Namespace) -> int:
         cpu = watch.cpu_since_mark()
         time.sleep(0.3)  # one more memory poll while the workers are alive
     del batches
-    print(json.dumps({"images_per_s": args.batches * t.batch_size / elapsed,
-                      "worker_cpu_ms_per_image": 1000 * cpu / (args.batches * t.batch_size),
+    print(json.dumps({"images_per_s": args.batches * batch_size / elapsed,
+                      "worker_cpu_ms_per_image": 1000 * cpu / (args.batches * batch_size),
                       "worker_peak_rss_mib": max(watch.peak_rss.values()) / 2**20,
                       "worker_peak_uss_mib": max(watch.peak_uss.values()) / 2**20,
                       "main_peak_rss_mib": _status_kib(os.getpid(), "VmHWM") / 1024}))
     return 0
 
 
-def measure(loader: str, corpus: tuple[Path, Path], workers: int, batches: int) -> dict:
-    cmd = [sys.executable, __file__, "--child", "--loader", loader, "--corpus", str(corpus[0]),
+def measure(loader: str, corpus: tuple[Path, Path], workers: int, batches: int, mode: str = "--child") -> dict:
+    cmd = [sys.executable, __file__, mode, "--loader", loader, "--corpus", str(corpus[0]),
            "--regions", str(corpus[1]), "--workers", str(workers), "--batches", str(batches)]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env, cwd=ROOT)
@@ -271,6 +294,7 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=None, help="keep the corpora here (default: a temporary folder)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "train_loader.json")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--inprocess", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--loader", default="current", help=argparse.SUPPRESS)
     parser.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--regions", type=Path, help=argparse.SUPPRESS)
@@ -278,6 +302,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.child:
         return child(args)
+    if args.inprocess:
+        return inprocess(args)
 
     from paco_fr.config import load_config
     from paco_fr.io import write_json_atomic
@@ -304,6 +330,8 @@ def main() -> int:
                   f"{result['worker_cpu_ms_per_image']:.2f} worker CPU ms per image, worker peak RSS "
                   f"{result['worker_peak_rss_mib']:.1f} MiB (load {os.getloadavg()[0]:.2f})", file=sys.stderr)
     summary = summarise(runs)
+    summary["inprocess_cpu_ms_per_image"] = measure(",".join(loaders), corpora[SIZES[0]], 0, args.batches,
+                                                    mode="--inprocess")
     result = {
         "benchmark": "train_loader", "sizes": list(SIZES), "shard_size": SHARD_SIZE, "batches": args.batches,
         "reps": args.reps, "batch_size": cfg.train.batch_size, "img_size": cfg.model.img_size,
@@ -317,6 +345,8 @@ def main() -> int:
     print(f"train_loader: batch {cfg.train.batch_size}, {cfg.model.img_size}px, {args.batches} batches x "
           f"{args.reps} reps; load average {load_before[0]:.2f} before, {result['load_average_after'][0]:.2f} after")
     print_table(summary, args.baseline or None)
+    print("in one process, alternating, CPU ms per image: "
+          + ", ".join(f"{k} {v:.2f}" for k, v in summary["inprocess_cpu_ms_per_image"].items()))
     write_json_atomic(args.out, result)
     print(f"wrote {args.out}")
     if temp is not None:
