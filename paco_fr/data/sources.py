@@ -28,6 +28,7 @@ Rules (docs/curation.md repeats them for users):
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import os
 import stat
@@ -223,16 +224,32 @@ def _file_type_name(mode: int) -> str:
 
 
 def fingerprint(items: Iterable[SourceItem]) -> str:
-    """A hash of what discovery saw (paths, sizes, modification times, verdicts): a run may resume
-    only from a journal written for the same inputs."""
+    """A hash of what discovery saw: relative paths, verdicts and the *content* of each input and its
+    sidecars. A chunk or partition may be reused only for the same inputs; content rather than
+    modification times, because the markers holding this hash are part of the partition's bytes,
+    which must be the same on every machine and after every `dvc checkout`."""
     digest = hashlib.sha256()
     for item in items:
         reason = item.rejection[0].value if item.rejection else ""
-        digest.update(f"{item.rel_path}\0{item.size}\0{item.mtime_ns}\0{reason}\0".encode("utf-8", "backslashreplace"))
+        try:
+            content = _content_md5(str(item.path), item.size, item.mtime_ns) if item.is_image else ""
+        except OSError as exc:  # curation will reject it with the reason; the fingerprint notes it
+            content = f"unreadable:{exc.errno}"
+        digest.update(f"{item.rel_path}\0{item.size}\0{content}\0{reason}\0".encode("utf-8", "backslashreplace"))
         for kind, path in sorted(item.sidecars.items()):
             try:
                 st = path.stat()
-                digest.update(f"{kind}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+                digest.update(f"{kind}\0{_content_md5(str(path), st.st_size, st.st_mtime_ns)}\0".encode())
             except OSError:
                 digest.update(f"{kind}\0missing\0".encode())
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=1 << 20)
+def _content_md5(path: str, size: int, mtime_ns: int) -> str:
+    """md5 of a file's bytes (cached per path, size and mtime: the planner and the merge ask again)."""
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
     return digest.hexdigest()

@@ -160,7 +160,9 @@ def evaluate(cfg: EvalConfig, encoder: str, benchmark: str, out_dir: str | os.Pa
             "data_version": version,
             "data": {"counts": data.counts(), "crop_size": data.crop_size,
                      "zoom": zoom, "zoom_source": zoom_source,
-                     "meta": {k: v for k, v in data.meta.items() if k != "files"}},
+                     "meta": {k: v for k, v in data.meta.items()
+                              # where the dataset sits is a fact of this run, not of the report
+                              if k != "files" and not (k == "source" and os.path.isabs(str(v)))}},
             "eval_config": {k: v for k, v in to_dict(cfg).items() if k not in RUN_ONLY_KEYS},
             "plots": plot_names,
         }
@@ -176,4 +178,4 @@ def evaluate(cfg: EvalConfig, encoder: str, benchmark: str, out_dir: str | os.Pa
                         "features_s": round(t_features, 3), "features_from_cache": features_cached,
                         "protocol_s": round(t_protocol, 3), "scoring_s": round(t_scoring, 3),
                         "total_s": round(time.perf_counter() - t_start, 3)},
-             "benchmark_cache": str(cache)})
+             "benchmark_cache": str(cache), "data_source": data.meta.get("source")})

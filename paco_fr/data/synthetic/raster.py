@@ -35,7 +35,7 @@ _ALPHA_LUT = [0] + [255] * 255
 # per-material lookups, indexed by material id (code >> 4)
 _IS_BODY = np.zeros(16, bool)
 _IS_BODY[[MAT_CLOTH, MAT_HAND]] = True
-_GLOSS = np.zeros(16, np.float32)
+_GLOSS = np.zeros(16, np.float64)
 _GLOSS[MAT_SKIN], _GLOSS[MAT_LIPS] = 0.1 * 255.0, 0.22 * 255.0
 
 
@@ -76,7 +76,7 @@ class Projector:
 
 @lru_cache(maxsize=8)
 def _pixel_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
-    g = np.arange(size, dtype=np.float32)
+    g = np.arange(size, dtype=np.float64)
     gx, gy = np.meshgrid(g, g)
     gx.setflags(write=False)
     gy.setflags(write=False)
@@ -89,7 +89,7 @@ def _strand_noise() -> np.ndarray:
     rng = np.random.default_rng(20240607)
     n = rng.standard_normal(1024)
     smooth = np.convolve(np.r_[n[-3:], n, n[:3]], np.ones(3) / 3, mode="valid")[2:-2]
-    return (smooth / smooth.std()).astype(np.float32)
+    return (smooth / smooth.std()).astype(np.float64)
 
 
 def _project_all(shapes: list[Shape], proj: Projector, scale: float, offset: float) -> list[np.ndarray]:
@@ -136,7 +136,7 @@ DETAIL_SCALE = 2  # the shading layer is smooth: draw and blur it at half resolu
 
 
 def draw_details(scene: Scene, proj: Projector) -> np.ndarray:
-    """The soft shading layer at output size, as a multiplier (S, S, 3) float32 around 1."""
+    """The soft shading layer at output size, as a multiplier (S, S, 3) float64 around 1."""
     f = DETAIL_SCALE
     small = (proj.size + f - 1) // f
     img = Image.new("RGB", (small, small), (128, 128, 128))
@@ -148,14 +148,14 @@ def draw_details(scene: Scene, proj: Projector) -> np.ndarray:
             d.line(xy.ravel().tolist(), fill=sh.rgb, width=max(1, int(round(sh.width * proj.unit / f))), joint="curve")
     img = img.filter(ImageFilter.GaussianBlur(max(0.5, 0.045 * proj.unit / f)))
     img = img.resize((small * f, small * f), Image.BILINEAR).crop((0, 0, proj.size, proj.size))
-    return np.asarray(img, dtype=np.float32) * (1.0 / 128.0)
+    return np.asarray(img, dtype=np.float64) * (1.0 / 128.0)
 
 
 def render_background(p: FaceParams, size: int) -> np.ndarray:
-    """(S, S, 3) float32 in 0..255."""
+    """(S, S, 3) float64 in 0..255."""
     bg = p.background
-    c1 = np.asarray(bg.rgb1, np.float32)
-    c2 = np.asarray(bg.rgb2, np.float32)
+    c1 = np.asarray(bg.rgb1, np.float64)
+    c2 = np.asarray(bg.rgb2, np.float64)
     rng = np.random.default_rng(bg.texture_seed)
     if bg.kind == "flat":
         return np.broadcast_to(c1, (size, size, 3))  # read-only view: callers never write into it
@@ -167,9 +167,9 @@ def render_background(p: FaceParams, size: int) -> np.ndarray:
         return c1 + t[..., None] * (c2 - c1)
     if bg.kind == "noise":
         small = rng.uniform(0, 255, (6, 6)).astype(np.uint8)
-        field = np.asarray(Image.fromarray(small).resize((size, size), Image.BICUBIC), np.float32) / 255.0
+        field = np.asarray(Image.fromarray(small).resize((size, size), Image.BICUBIC), np.float64) / 255.0
         fine = rng.uniform(0, 255, (size // 6 + 1, size // 6 + 1)).astype(np.uint8)
-        fine = np.asarray(Image.fromarray(fine).resize((size, size), Image.BILINEAR), np.float32) / 255.0
+        fine = np.asarray(Image.fromarray(fine).resize((size, size), Image.BILINEAR), np.float64) / 255.0
         t = np.clip(0.8 * field + 0.2 * fine, 0, 1)
         return c1 + t[..., None] * (c2 - c1)
     # "shapes": a wall with a few soft out-of-focus objects
@@ -181,19 +181,21 @@ def render_background(p: FaceParams, size: int) -> np.ndarray:
         col = tuple(int(v) for v in np.clip(c2 + rng.normal(0, 25, 3), 0, 255))
         (d.ellipse if rng.uniform() < 0.5 else d.rectangle)([x0, y0, x0 + w, y0 + h], fill=col)
     soft = ImageFilter.BoxBlur(0.012 * size)  # two box passes: out of focus, at half a Gaussian's cost
-    return np.asarray(img.filter(soft).filter(soft), np.float32)
+    return np.asarray(img.filter(soft).filter(soft), np.float64)
 
 
 def shade_and_compose(p: FaceParams, proj: Projector, albedo: Image.Image, codes_big: Image.Image,
                       details: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Light the foreground, put it over the background, add camera blur and noise.
 
-    Returns (image (S, S, 3) uint8, centre-sampled codes (S, S) uint8). Everything stays float32
-    (python-float scalars only: a numpy float64 scalar would promote whole images to float64).
+    Returns (image (S, S, 3) uint8, centre-sampled codes (S, S) uint8). Everything is float64: sums and
+    transcendental functions differ in their last bits between CPUs (SIMD width; SVML on AVX-512), and
+    at float32 precision that moves a uint8 pixel across a rounding boundary about once in 10^4 values,
+    at float64 about once in 10^12: the builtin folder's bytes are then the same on every machine.
     """
     k, size = SUPERSAMPLE, proj.size
-    fg = np.asarray(albedo.reduce(k), dtype=np.float32)                        # premultiplied
-    alpha = np.asarray(codes_big.point(_ALPHA_LUT).reduce(k), dtype=np.float32) * (1.0 / 255.0)
+    fg = np.asarray(albedo.reduce(k), dtype=np.float64)                        # premultiplied
+    alpha = np.asarray(codes_big.point(_ALPHA_LUT).reduce(k), dtype=np.float64) * (1.0 / 255.0)
     codes = np.ascontiguousarray(np.asarray(codes_big)[k // 2::k, k // 2::k])
     material = codes >> 4
 
@@ -241,7 +243,7 @@ def shade_and_compose(p: FaceParams, proj: Projector, albedo: Image.Image, codes
     flat = (material == MAT_HAND) | (material == MAT_CLOTH) | (material == MAT_GLASSES)
     if flat.any():
         details[flat] = 1.0
-    light_rgb = np.asarray(p.light_rgb, np.float32)
+    light_rgb = np.asarray(p.light_rgb, np.float64)
     lit = fg * details
     lit *= shade[..., None] * light_rgb
     lit += spec[..., None]
@@ -254,7 +256,7 @@ def shade_and_compose(p: FaceParams, proj: Projector, albedo: Image.Image, codes
         # one box pass of the same variance as a Gaussian of sigma `blur` (a third of the cost)
         radius = (math.sqrt(12.0 * blur * blur + 1.0) - 1.0) / 2.0
         img8 = np.clip(lit, 0.0, 255.0).astype(np.uint8)
-        lit = np.asarray(Image.fromarray(img8).filter(ImageFilter.BoxBlur(radius)), dtype=np.float32)
+        lit = np.asarray(Image.fromarray(img8).filter(ImageFilter.BoxBlur(radius)), dtype=np.float64)
         lit += 0.5
     if p.noise_sigma > 0:
         lit += _sensor_noise(size, p.render_seed) * p.noise_sigma
@@ -267,14 +269,14 @@ _BANKED_MAX_SIZE = 512  # above this a bank would cost > 12 MB per size: draw fr
 
 @lru_cache(maxsize=3)
 def _noise_bank(size: int) -> np.ndarray:
-    """A fixed (2S, 2S, 3) float32 standard-normal field; each face reads a window of it."""
-    return np.random.default_rng(7_000_000 + size).standard_normal((2 * size, 2 * size, 3), dtype=np.float32)
+    """A fixed (2S, 2S, 3) float64 standard-normal field; each face reads a window of it."""
+    return np.random.default_rng(7_000_000 + size).standard_normal((2 * size, 2 * size, 3), dtype=np.float32).astype(np.float64)
 
 
 def _sensor_noise(size: int, seed: int) -> np.ndarray:
     """(S, S, 3) unit Gaussian noise: a window of the bank at a seed-chosen offset, flipped by the seed."""
     if size > _BANKED_MAX_SIZE:
-        return np.random.default_rng(seed).standard_normal((size, size, 3), dtype=np.float32)
+        return np.random.default_rng(seed).standard_normal((size, size, 3), dtype=np.float32).astype(np.float64)
     bank = _noise_bank(size)
     oy, ox = (seed // 7) % size, (seed // (7 * size)) % size
     win = bank[oy:oy + size, ox:ox + size]
