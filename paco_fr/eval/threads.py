@@ -30,7 +30,7 @@ def _openblas() -> tuple[Callable[[int], None], Callable[[], int]] | None:
     global _cached
     if _cached is not False:
         return _cached  # type: ignore[return-value]
-    import numpy  # noqa: F401  (make sure numpy's BLAS is loaded)
+    import numpy  # (make sure numpy's BLAS is loaded)
 
     _cached = None
     maps = Path("/proc/self/maps")
@@ -38,6 +38,10 @@ def _openblas() -> tuple[Callable[[int], None], Callable[[], int]] | None:
         return None
     paths = sorted({line.split()[-1] for line in maps.read_text().splitlines()
                     if "openblas" in line.lower() and line.split()[-1].startswith("/")})
+    # Other wheels bundle their own OpenBLAS (faiss's is an OpenMP build whose setter changes the
+    # OpenMP thread count torch uses too): numpy's own copy first, the others only as a fallback.
+    numpy_dir = str(Path(numpy.__file__).resolve().parent)
+    paths.sort(key=lambda path: not path.startswith((numpy_dir, numpy_dir + ".libs")))
     for path in paths:
         try:
             lib = ctypes.CDLL(path)
