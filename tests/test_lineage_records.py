@@ -51,6 +51,6 @@ def test_records_are_keyed_by_md5_and_written_outside_the_artifact(tmp_path, _is
     # a torn last line (a writer killed mid-append) is skipped, not fatal
     with open(_isolated_lineage_log, "a") as handle:
         handle.write('{"key": "tor')
-    assert len(list(iter_records())) == 3
+    assert len(list(iter_records(_isolated_lineage_log))) == 3
     record_provenance(out, "curate", inputs={"raw": raw}, params={})
-    assert len(list(iter_records())) == 4
+    assert len(list(iter_records(_isolated_lineage_log))) == 4
