@@ -136,6 +136,16 @@ def stage_outputs(targets: Sequence[str] = (), *, root: Path | None = None) -> d
     return outs
 
 
+def declared_outputs(target: str, root: Path) -> list[str]:
+    """The outputs dvc.yaml declares for stage `target` (known before it has ever run)."""
+    from dvc.repo import Repo
+
+    root = root.resolve()
+    with Repo(str(root)) as repo:
+        stage = repo.stage.collect(str(root / "dvc.yaml") + ":" + target)[0]
+        return [Path(o.fs_path).resolve().relative_to(root).as_posix() for o in stage.outs]
+
+
 def stage_output(stage: str, path: str, root: Path) -> str:
     """The md5 dvc.lock records for `path` produced by `stage` (the artifact's identity)."""
     outs = stage_outputs([stage], root=root)

@@ -16,6 +16,10 @@ import tempfile  # noqa: E402
 
 import pytest  # noqa: E402
 
+# Records a stage makes without a log of its own go to a temporary log, never to the developer's
+# lineage/ (module- and session-scoped fixtures run before the per-test log below is set).
+os.environ.setdefault("PACO_FR_LINEAGE_LOG", os.path.join(tempfile.mkdtemp(prefix="paco-fr-lineage-"), "records.jsonl"))
+
 # Dagster insists on an existing absolute DAGSTER_HOME; tests never touch the developer's.
 if "DAGSTER_HOME" not in os.environ or not os.path.isabs(os.environ["DAGSTER_HOME"]):
     os.environ["DAGSTER_HOME"] = tempfile.mkdtemp(prefix="paco-fr-dagster-home-")
@@ -28,3 +32,14 @@ def _isolated_lineage_log(tmp_path_factory, monkeypatch):
     log = tmp_path_factory.mktemp("lineage") / "records.jsonl"
     monkeypatch.setenv("PACO_FR_LINEAGE_LOG", str(log))
     yield log
+
+
+@pytest.fixture(scope="session")
+def built_repo(tmp_path_factory):
+    """A tiny repository after the README's main command (`paco-fr run`), committed. Tests copy it."""
+    from tiny_repo import commit, make_tiny_repo, paco_fr
+
+    repo = make_tiny_repo(tmp_path_factory.mktemp("built") / "repo")
+    paco_fr(repo, "run")
+    commit(repo, "pipeline built")
+    return repo

@@ -19,58 +19,20 @@ import yaml
 
 from dagster_driver import automation_cursor, data_versions, materialize_all, run_automation
 from dagster_project.definitions import build_defs
+from dagster_project.project import artifact_for
 from paco_fr.lineage import content_hash, find_record
 from paco_fr.pipeline import dvc_repro, lock_stages
-from tiny_repo import commit, make_tiny_repo
+from tiny_repo import commit, copy_repo, dvc, make_tiny_repo, paco_fr, tool_env
 
 pytestmark = pytest.mark.slow
 
-PACO_FR = str(Path(sys.executable).parent / "paco-fr")
-
-
-def _env() -> dict[str, str]:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("PACO_FR_LINEAGE_LOG", None)  # records go to the repository's own lineage/ logs
-    return env
-
-
-def paco_fr(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([PACO_FR, *args], cwd=repo, env=_env(), capture_output=True, text=True, timeout=900)
-    if check:
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
-
-
-def dvc(repo: Path, *args: str) -> str:
-    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, env=_env(), capture_output=True,
-                          text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc.stdout
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Path:
-    """A tiny repository after the README's main command, committed."""
-    repo = make_tiny_repo(tmp_path_factory.mktemp("built") / "repo")
-    paco_fr(repo, "run")
-    commit(repo, "pipeline built")
-    return repo
+@pytest.fixture
+def built(built_repo):
+    return built_repo
 
 
 def copy_of(repo: Path, dest: Path) -> Path:
-    shutil.copytree(repo, dest, symlinks=True)
-    return dest
-
-
-def artifact_of(asset: str, partition: str | None, data_dir: str = "data") -> str:
-    if asset == "raw_faces":
-        return f"{data_dir}/raw"
-    if asset in ("face_corpus", "face_regions", "benchmark_summary"):
-        return f"{data_dir}/" + {"face_corpus": "corpus", "face_regions": "regions", "benchmark_summary": "summary"}[asset]
-    if asset == "pretrained_encoder":
-        return f"{data_dir}/encoders/{partition}"
-    first, second = partition.split("|")  # dimensions in name order: baseline|benchmark, benchmark|encoder
-    return f"{data_dir}/reports/{first}/{second}" if asset == "baseline_report" else f"{data_dir}/reports/{second}/{first}"
+    return copy_repo(repo, dest)
 
 
 def recorded_versions(repo: Path) -> dict[str, str]:
@@ -83,7 +45,7 @@ def recorded_versions(repo: Path) -> dict[str, str]:
 def test_identical_inputs_rebuild_nothing_downstream(built, tmp_path):
     repo = copy_of(built, tmp_path / "repo")
     before = recorded_versions(repo)
-    forced = dvc_repro(["curate"], root=repo, single_item=True, force=True, env=_env(), stream=False)
+    forced = dvc_repro(["curate"], root=repo, single_item=True, force=True, env=tool_env(), stream=False)
     assert forced.ran == ["curate"]
     assert json.loads(dvc(repo, "status", "--json")) == {}, "a forced curate on the same raw folder left stages stale"
     assert recorded_versions(repo) == before
@@ -92,12 +54,12 @@ def test_identical_inputs_rebuild_nothing_downstream(built, tmp_path):
     assert len(runs) == 2 and runs[0]["key"] == runs[1]["key"] == before["data/corpus"]
     assert runs[0]["run"]["run_id"] != runs[1]["run"]["run_id"]
 
-    # A comment-only change in curation's code: curate re-runs (its code is a dependency), gives the same
-    # corpus, and nothing below it runs.
+    # A comment-only change in curation's code: the curation stages re-run (their code is a dependency),
+    # give the same corpus, and nothing below them runs.
     source = repo / "paco_fr" / "data" / "align.py"
     source.write_text(source.read_text() + "\n# a comment that changes no behaviour\n")
-    after_edit = dvc_repro([], root=repo, env=_env(), stream=False)
-    assert after_edit.ran == ["curate"], after_edit.ran
+    after_edit = dvc_repro([], root=repo, env=tool_env(), stream=False)
+    assert after_edit.ran == ["curate_part@0", "curate_part@1", "curate"], after_edit.ran
     assert json.loads(dvc(repo, "status", "--json")) == {}
     assert recorded_versions(repo) == before
 
@@ -112,7 +74,7 @@ def test_versions_agree_and_a_schedule_tick_retrains_only_what_changed(built, tm
         versions = data_versions(defs, instance)
         assert len(versions) == sum(1 for _ in versions) and versions
         for (asset, partition), version in versions.items():
-            artifact = artifact_of(asset, partition)
+            artifact = artifact_for(asset, partition) or "data/raw"
             assert version == lock[artifact], (asset, partition)
             assert find_record(artifact, version, root=repo) is not None, (asset, partition)
 
@@ -128,13 +90,15 @@ def test_versions_agree_and_a_schedule_tick_retrains_only_what_changed(built, tm
         _add_faces(repo / "data" / "raw" / "new", 5)
         assert schedule_job.execute_in_process(instance=instance).success
         cursor, launched = run_automation(defs, instance, cursor)
-        assert launched.assets() == {"face_corpus", "face_regions", "pretrained_encoder", "eval_report",
-                                     "benchmark_summary"}, launched.runs
+        assert launched.assets() == {"face_corpus_part", "face_corpus", "face_regions", "pretrained_encoder",
+                                     "eval_report", "benchmark_summary"}, launched.runs
         assert sum(1 for asset, _ in launched.runs if asset == "pretrained_encoder") == 1
         after = data_versions(defs, instance)
         changed = {k for k in after if after[k] != versions[k]}
         assert {asset for asset, _ in changed} >= {"raw_faces", "face_corpus", "face_regions", "pretrained_encoder"}
-        assert not any(asset == "baseline_report" for asset, _ in changed)
+        # The baselines (random init, pixels, HOG) do not depend on the corpus: not re-run.
+        assert not any(asset == "eval_report" and not partition.endswith("paco_fr-s0") for asset, partition in
+                       launched.runs)
         assert json.loads(dvc(repo, "status", "--json")) == {}
         # The new images are in the DVC cache (dvc add on the Dagster path), not only in the workspace.
         cache = repo / ".dvc" / "cache" / "files" / "md5"
@@ -211,10 +175,15 @@ def test_checks_judge_a_corpus_by_the_settings_it_was_built_with(tmp_path):
     with dg.instance_for_test() as instance:
         from dagster_driver import execute
 
-        for key in (dg.AssetKey("raw_faces"), dg.AssetKey("face_corpus"), dg.AssetKey("face_regions")):
-            result = execute(defs, instance, key, None)
-            assert result.success
-            for check in result.get_asset_check_evaluations():
-                assert check.passed, (check.check_name, check.metadata)
-                assert check.metadata["validated_with"].value.get("crop_size", 224) == 224
-        assert {c.check_name for c in result.get_asset_check_evaluations()} == {"regions_expectations"}
+        runs = [("raw_faces", None), *(("face_corpus_part", p) for p in ("0", "1")), ("face_corpus", None),
+                ("face_regions", None)]
+        checks = []
+        for key, partition in runs:
+            result = execute(defs, instance, dg.AssetKey(key), partition)
+            assert result.success, key
+            checks += result.get_asset_check_evaluations()
+        assert {c.check_name for c in checks} == {"corpus_expectations", "regions_expectations"}
+        for check in checks:
+            assert check.passed, (check.check_name, check.metadata)
+        corpus_check = next(c for c in checks if c.check_name == "corpus_expectations")
+        assert corpus_check.metadata["validated_with"].value["crop_size"] == 224

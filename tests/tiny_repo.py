@@ -92,3 +92,33 @@ def write_raw(repo: Path) -> Path:
     subprocess.run([str(Path(sys.executable).parent / "paco-fr"), "raw", "--out", "data/raw"], cwd=repo,
                    check=True, env=env)
     return repo / "data" / "raw"
+
+
+PACO_FR = str(Path(sys.executable).parent / "paco-fr")
+
+
+def tool_env() -> dict[str, str]:
+    """The environment a user's shell has: this interpreter's scripts on PATH, and no test-only lineage
+    log (records go to the repository's own lineage/ logs)."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("PACO_FR_LINEAGE_LOG", None)
+    return env
+
+
+def paco_fr(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([PACO_FR, *args], cwd=repo, env=tool_env(), capture_output=True, text=True, timeout=1200)
+    if check:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def dvc(repo: Path, *args: str) -> str:
+    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, env=tool_env(), capture_output=True,
+                          text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def copy_repo(repo: Path, dest: Path) -> Path:
+    shutil.copytree(repo, dest, symlinks=True)
+    return dest
