@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import base64
+import io
+import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -10,19 +11,58 @@ import dagster as dg
 
 from paco_fr.lineage import find_records
 
-# Images above this size are linked by path instead of embedded, to keep the event log small.
-_MAX_EMBED_BYTES = 600_000
+# Dagster renders a Markdown value inline only when it is short (under 1,000 characters; longer ones sit
+# behind a "[Show Markdown]" click), so a picture cannot travel inside the metadata. Each picture is
+# written, scaled to fit the page of a laptop screen, to <instance home>/pictures/<artifact md5>/ and the
+# metadata holds a short Markdown image pointing at it; `paco-fr-ui` serves that folder. A version's
+# pictures live under its md5, so an old materialisation shows its own pictures, and erasure deletes
+# the folders of the versions built from a forgotten image.
+MAX_WIDTH = 900
+MAX_BYTES = 350_000
+PICTURES_DIR = "pictures"
+PICTURES_URL_ENV = "PACO_FR_PICTURES_URL"
+DEFAULT_PICTURES_URL = "http://127.0.0.1:3001"
 
 
-def image_md(path: Path, title: str) -> dg.MetadataValue:
-    """A PNG shown inline in the asset's metadata panel (Markdown with a data URI)."""
+def pictures_root(root: Path) -> Path:
+    return root / ".dagster_home" / PICTURES_DIR
+
+
+def image_md(path: Path, title: str, *, root: Path, version: str, max_width: int = MAX_WIDTH) -> dg.MetadataValue:
+    """A picture shown inline in the asset's metadata: a scaled copy under the version's folder of the
+    picture store, and a Markdown image of its URL (the full-size file is named beside it)."""
     if not path.exists():
         return dg.MetadataValue.md(f"*{title}: not produced*")
-    data = path.read_bytes()
-    if len(data) > _MAX_EMBED_BYTES:
-        return dg.MetadataValue.md(f"**{title}**: `{path}` ({len(data) // 1024} KiB)")
-    encoded = base64.b64encode(data).decode()
-    return dg.MetadataValue.md(f"**{title}**\n\n![{title}](data:image/png;base64,{encoded})")
+    data, suffix, (width, height) = _fitted(path, max_width)
+    name = f"{path.stem}{suffix}"
+    target = pictures_root(root) / version.replace(".dir", "") / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    base = os.environ.get(PICTURES_URL_ENV, DEFAULT_PICTURES_URL).rstrip("/")
+    return dg.MetadataValue.md(f"![{title}]({base}/{target.parent.name}/{name})\n\n"
+                               f"*{title}: {width}x{height} px, `{path.name}`*")
+
+
+def _fitted(path: Path, max_width: int) -> tuple[bytes, str, tuple[int, int]]:
+    """The picture at most `max_width` wide and MAX_BYTES large: PNG, else JPEG, else narrower."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        size = image.size
+        image = image.convert("RGB")
+        width = min(max_width, size[0])
+        while True:
+            shown = image.resize((width, max(1, round(size[1] * width / size[0]))), Image.LANCZOS) \
+                if width < size[0] else image
+            buffer = io.BytesIO()
+            shown.save(buffer, format="PNG", optimize=True)
+            if buffer.tell() <= MAX_BYTES:
+                return buffer.getvalue(), ".png", size
+            buffer = io.BytesIO()
+            shown.save(buffer, format="JPEG", quality=85)
+            if buffer.tell() <= MAX_BYTES or width <= 200:
+                return buffer.getvalue(), ".jpg", size
+            width = int(width * 0.75)
 
 
 def counts_table(counts: Mapping[str, Any], key: str = "reason", value: str = "count") -> dg.MetadataValue:

@@ -3,7 +3,7 @@ stage behind each asset partition, and each stage's code version.
 
 The graph has DVC's dimensions: one `pretrained_encoder` partition per DVC `pretrain` stage (preset x
 seed), one `eval_report` partition per `evaluate` stage (encoder x benchmark), one `baseline_report`
-partition per `evaluate_baseline` stage. They are read from the committed params.yaml, which no run
+partition per `evaluate_baseline` stage (baseline x benchmark). They are read from the committed params.yaml, which no run
 rewrites (overrides are DVC experiments), so the partitions are the same for every process.
 """
 
@@ -87,3 +87,39 @@ def code_version(stage: str) -> str | None:
             if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
                 digest.update(path.relative_to(base).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def artifact_for(asset: str, partition: str | None, data_dir: str = "data") -> str:
+    """The DVC output (or `dvc add`ed folder) behind one asset partition, as dvc.lock names it."""
+    keys = dict(zip(_DIMENSIONS.get(asset, ()), partition.split("|"))) if partition and "|" in partition else {}
+    paths = {
+        "raw_faces": lambda: None,
+        "face_corpus_part": lambda: f"{data_dir}/corpus_parts/part-{partition}",
+        "face_corpus": lambda: f"{data_dir}/corpus",
+        "face_regions": lambda: f"{data_dir}/regions",
+        "pretrained_encoder": lambda: f"{data_dir}/encoders/{partition}",
+        "eval_report": lambda: f"{data_dir}/reports/{keys['encoder']}/{keys['benchmark']}",
+        "baseline_report": lambda: f"{data_dir}/reports/{keys['baseline']}/{keys['benchmark']}",
+        "benchmark_summary": lambda: f"{data_dir}/summary",
+    }
+    return paths[asset]() or ""
+
+
+# Dagster orders a multi-partition key's dimensions by name.
+_DIMENSIONS = {"eval_report": ("benchmark", "encoder"), "baseline_report": ("baseline", "benchmark")}
+
+
+def stage_for(asset: str, partition: str | None) -> str | None:
+    """The DVC stage behind one asset partition (None for the raw folder, which is `dvc add`ed)."""
+    keys = dict(zip(_DIMENSIONS.get(asset, ()), partition.split("|"))) if partition and "|" in partition else {}
+    stages = {
+        "raw_faces": lambda: None,
+        "face_corpus_part": lambda: f"curate_part@{partition}",
+        "face_corpus": lambda: "curate",
+        "face_regions": lambda: "regions",
+        "pretrained_encoder": lambda: pretrain_stage(partition),
+        "eval_report": lambda: evaluate_stage(keys["encoder"], keys["benchmark"]),
+        "baseline_report": lambda: baseline_stage(keys["baseline"], keys["benchmark"]),
+        "benchmark_summary": lambda: "compare",
+    }
+    return stages[asset]()

@@ -72,7 +72,7 @@ def face_corpus(context: dg.AssetExecutionContext, dvc: DvcResource, paths: Path
         "rejected_inputs": summary.get("rejected_inputs"),
         "rejected_by_reason": counts_table(summary.get("rejected_by_reason", {})),
         "faces_by_split": dg.MetadataValue.json(summary.get("faces_by_split", {})),
-        "preview": image_md(corpus / "preview.png", "accepted crops with keypoints"),
+        "preview": image_md(corpus / "preview.png", "accepted crops with keypoints", root=paths.root, version=md5),
         **lineage_metadata(paths.root, artifact, md5),
     }
     return dg.MaterializeResult(metadata={k: v for k, v in metadata.items() if v is not None},

@@ -19,11 +19,11 @@ from paco_fr.config import ProjectConfig
 from paco_fr.io import read_json
 
 
-def _report_metadata(report_dir: Path) -> dict[str, dg.MetadataValue]:
+def _report_metadata(report_dir: Path, root: Path, md5: str) -> dict[str, dg.MetadataValue]:
     report = read_json(report_dir / "report.json")
-    rows = [f"| {name} | {m['value']:.4f} | [{m.get('ci_low', float('nan')):.4f}, {m.get('ci_high', float('nan')):.4f}]"
-            f" | {m.get('n', '')} |" for name, m in report.get("metrics", {}).items()
-            if isinstance(m, dict) and "value" in m]
+    fmt = lambda v: "—" if v is None else f"{v:.4f}"  # noqa: E731 - an undefined interval is written as null
+    rows = [f"| {name} | {fmt(m['value'])} | [{fmt(m.get('ci_low'))}, {fmt(m.get('ci_high'))}] | {m.get('n', '')} |"
+            for name, m in report.get("metrics", {}).items() if isinstance(m, dict) and "value" in m]
     primary = report["metrics"][report["primary_metric"]]
     out: dict[str, dg.MetadataValue] = {
         "primary_metric": dg.MetadataValue.text(report["primary_metric"]),
@@ -31,12 +31,22 @@ def _report_metadata(report_dir: Path) -> dict[str, dg.MetadataValue]:
         "metrics": dg.MetadataValue.md("| metric | value | 95% CI | n |\n|---|---|---|---|\n" + "\n".join(rows)),
         "synthetic": dg.MetadataValue.bool(bool(report.get("synthetic", False))),
     }
-    protocol = report.get("protocol", {})
-    if protocol.get("id") or protocol.get("name"):
-        out["protocol"] = dg.MetadataValue.text(str(protocol.get("id") or protocol.get("name")))
+    protocol = report.get("benchmark_protocol") or {}
+    if protocol.get("key"):
+        out["protocol"] = dg.MetadataValue.text(protocol["key"])
     for png in sorted(report_dir.glob("*.png"))[:2]:
-        out[f"plot_{png.stem}"] = image_md(png, png.stem)
+        out[f"plot_{png.stem}"] = image_md(png, png.stem, root=root, version=md5)
     return out
+
+
+def _report(context: dg.AssetExecutionContext, dvc: DvcResource, paths: PathsResource, encoder: str,
+            benchmark: str, stage: str) -> dg.MaterializeResult:
+    """Run one report's DVC stage; its metadata, with the report's md5 as data version."""
+    artifact = paths.rel("reports", encoder, benchmark)
+    md5 = dvc.repro([stage], context).outs[artifact]
+    return dg.MaterializeResult(
+        metadata={**_report_metadata(paths.root / artifact, paths.root, md5), **lineage_metadata(paths.root, artifact, md5)},
+        data_version=dg.DataVersion(md5))
 
 
 def build_evaluation_assets(cfg: ProjectConfig, pretrained_encoder: dg.AssetsDefinition
@@ -65,13 +75,8 @@ def build_evaluation_assets(cfg: ProjectConfig, pretrained_encoder: dg.AssetsDef
     )
     def eval_report(context: dg.AssetExecutionContext, dvc: DvcResource, paths: PathsResource) -> dg.MaterializeResult:
         keys = context.partition_key.keys_by_dimension
-        encoder, benchmark = keys["encoder"], keys["benchmark"]
-        artifact = paths.rel("reports", encoder, benchmark)
-        md5 = dvc.repro([evaluate_stage(encoder, benchmark)], context).outs[artifact]
-        return dg.MaterializeResult(
-            metadata={**_report_metadata(paths.root / artifact), **lineage_metadata(paths.root, artifact, md5)},
-            data_version=dg.DataVersion(md5))
-
+        return _report(context, dvc, paths, keys["encoder"], keys["benchmark"],
+                       evaluate_stage(keys["encoder"], keys["benchmark"]))
 
     @dg.asset(
         partitions_def=baseline_partitions,
@@ -87,13 +92,8 @@ def build_evaluation_assets(cfg: ProjectConfig, pretrained_encoder: dg.AssetsDef
     )
     def baseline_report(context: dg.AssetExecutionContext, dvc: DvcResource, paths: PathsResource) -> dg.MaterializeResult:
         keys = context.partition_key.keys_by_dimension
-        baseline, benchmark = keys["baseline"], keys["benchmark"]
-        artifact = paths.rel("reports", baseline, benchmark)
-        md5 = dvc.repro([baseline_stage(baseline, benchmark)], context).outs[artifact]
-        return dg.MaterializeResult(
-            metadata={**_report_metadata(paths.root / artifact), **lineage_metadata(paths.root, artifact, md5)},
-            data_version=dg.DataVersion(md5))
-
+        return _report(context, dvc, paths, keys["baseline"], keys["benchmark"],
+                       baseline_stage(keys["baseline"], keys["benchmark"]))
 
     @dg.asset(
         deps=[eval_report, baseline_report],
@@ -113,7 +113,7 @@ def build_evaluation_assets(cfg: ProjectConfig, pretrained_encoder: dg.AssetsDef
         table_md = summary / "compare.md"
         return dg.MaterializeResult(
             metadata={"table": dg.MetadataValue.md(table_md.read_text() if table_md.exists() else "*no table*"),
-                      "plot": image_md(summary / "compare.png", "comparison"),
+                      "plot": image_md(summary / "compare.png", "comparison", root=paths.root, version=md5),
                       **lineage_metadata(paths.root, artifact, md5)},
             data_version=dg.DataVersion(md5))
 

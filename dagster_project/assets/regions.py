@@ -33,6 +33,6 @@ def face_regions(context: dg.AssetExecutionContext, dvc: DvcResource, paths: Pat
     return dg.MaterializeResult(
         metadata={"faces": summary.get("faces", summary.get("n_faces")),
                   "coverage": dg.MetadataValue.md(table),
-                  "preview": image_md(regions / "preview.png", "regions and patch grid"),
+                  "preview": image_md(regions / "preview.png", "regions and patch grid", root=paths.root, version=md5),
                   **lineage_metadata(paths.root, artifact, md5)},
         data_version=dg.DataVersion(md5))

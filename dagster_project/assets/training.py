@@ -37,7 +37,7 @@ def build_pretrained_encoder(cfg: ProjectConfig) -> dg.AssetsDefinition:
         code_version=code_version("pretrain"),
         automation_condition=rebuild_on_change(),
         # A preempted or killed run is retried; training resumes from its last checkpoint (runs/).
-        retry_policy=dg.RetryPolicy(max_retries=2, delay=30),
+        retry_policy=dg.RetryPolicy(max_retries=2, delay=10),
         description="One pre-trained encoder per partition `<preset>-s<seed>` (DVC stage "
                     "`pretrain@<preset>-<seed>`): encoder.safetensors loadable by timm, model_card.json, "
                     "metrics, loss curves, reconstructions.",
@@ -56,8 +56,9 @@ def build_pretrained_encoder(cfg: ProjectConfig) -> dg.AssetsDefinition:
         card = read_json(enc / "model_card.json")
         metadata = {
             "final_metrics": dg.MetadataValue.json(card.get("metrics", {})),
-            "loss_curve": image_md(enc / "loss_curve.png", f"{encoder} training curves"),
-            "reconstructions": image_md(enc / "reconstructions.png", f"{encoder} reconstructions"),
+            "loss_curve": image_md(enc / "loss_curve.png", f"{encoder} training curves", root=paths.root, version=md5),
+            "reconstructions": image_md(enc / "reconstructions.png", f"{encoder} reconstructions", root=paths.root,
+                                        version=md5),
             **{k: v for k, v in (reported.metadata or {}).items() if k in ("ran", "wall_time_s")},
             **lineage_metadata(paths.root, artifact, md5),
         }
