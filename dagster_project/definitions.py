@@ -17,7 +17,8 @@ from dagster_project.checks import corpus_expectations, regions_expectations
 from dagster_project.experiments import experiment
 from dagster_project.jobs import ingest_raw_job
 from dagster_project.project import default_repo_root, project_config
-from dagster_project.resources import DvcResource, LocalTrainingLauncher, PathsResource, training_launcher_from_env
+from dagster_project.resources import (DvcResource, LocalTrainingLauncher, PathsResource, RecordedTraining,
+                                       training_launcher_from_env)
 from dagster_project.schedules import weekly_retraining
 from dagster_project.sensors import new_raw_images
 
@@ -26,11 +27,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 
 
-def build_defs(root: str | os.PathLike[str], *, training_launcher=None) -> dg.Definitions:
+def build_defs(root: str | os.PathLike[str], *, training_launcher=None, record_only: bool = False
+               ) -> dg.Definitions:
+    """The Definitions of the repository at `root`. `record_only`: the assets record what dvc.lock holds
+    instead of running their stages (dagster_project.record, after `paco-fr run`)."""
     root = str(Path(root).resolve())
-    launcher = training_launcher or training_launcher_from_env()
+    launcher = training_launcher or (RecordedTraining() if record_only else training_launcher_from_env())
     if isinstance(launcher, LocalTrainingLauncher):
-        launcher = LocalTrainingLauncher(repo_root=root)
+        launcher = LocalTrainingLauncher(repo_root=root, nproc_per_node=launcher.nproc_per_node)
     automation = dg.AutomationConditionSensorDefinition(
         name="rebuild_on_change",
         target=dg.AssetSelection.all() - dg.AssetSelection.keys("raw_faces"),
@@ -44,7 +48,7 @@ def build_defs(root: str | os.PathLike[str], *, training_launcher=None) -> dg.De
         jobs=[ingest_raw_job, experiment],
         schedules=[weekly_retraining],
         sensors=[new_raw_images, automation],
-        resources={"paths": PathsResource(repo_root=root), "dvc": DvcResource(repo_root=root),
+        resources={"paths": PathsResource(repo_root=root), "dvc": DvcResource(repo_root=root, record_only=record_only),
                    "training_launcher": launcher},
         executor=dg.in_process_executor,
     )

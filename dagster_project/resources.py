@@ -1,5 +1,5 @@
 """Resources: where the repository is, how DVC stages run, and where pre-training runs (a local Pipes
-subprocess, or a Kubernetes GPU pod through dagster-k8s).
+subprocess here; a Kubernetes GPU pod through dagster-k8s in dagster_project.k8s).
 
 Production assets take every parameter from the committed params.yaml; a run with other parameters
 is an experiment (dagster_project.experiments), never an override of a production asset.
@@ -18,7 +18,8 @@ import dagster as dg
 from pydantic import Field
 
 from dagster_project.project import default_repo_root, project_config
-from paco_fr.pipeline import ReproResult, dvc_repro
+from paco_fr.pipeline import ReproResult, dvc_repro, stage_outputs
+from paco_fr.train.cli import NPROC_ENV
 
 
 class PathsResource(dg.ConfigurableResource):
@@ -48,9 +49,14 @@ class DvcResource(dg.ConfigurableResource):
     repo_root: str = Field(default_factory=default_repo_root)
     remote: Optional[str] = Field(default=None, description="DVC remote name (default: the repo's default)")
     push: bool = Field(default=False, description="dvc push each stage's outputs after it runs")
+    record_only: bool = Field(default=False, description="record what dvc.lock holds without running DVC "
+                                                         "(after `paco-fr run` has just reproduced everything)")
 
     def repro(self, targets: list[str], context: dg.AssetExecutionContext | None = None) -> ReproResult:
         root = Path(self.repo_root)
+        if self.record_only:
+            return ReproResult(targets=list(targets), outs=stage_outputs(targets, root=root),
+                               log="recorded from dvc.lock")
         if context is not None:
             context.log.info(f"dvc repro --single-item {' '.join(targets)}")
         env = {"PACO_FR_RUN_ID": context.run.run_id} if context is not None else {}
@@ -105,73 +111,49 @@ class TrainingLauncher(dg.ConfigurableResource):
         raise NotImplementedError
 
 
+class RecordedTraining(TrainingLauncher):
+    """Launches nothing: the encoder was trained by `paco-fr run`; its materialisation is recorded."""
+
+    def launch(self, context: dg.AssetExecutionContext, target: str):
+        return _Recorded()
+
+
+class _Recorded:
+    def get_materialize_result(self) -> dg.MaterializeResult:
+        return dg.MaterializeResult(metadata={"ran": "recorded after `paco-fr run`"})
+
+
 class LocalTrainingLauncher(TrainingLauncher):
-    """Runs the pre-training DVC stage in a local subprocess speaking Dagster Pipes."""
+    """Runs the pre-training DVC stage in a local subprocess speaking Dagster Pipes, with
+    `nproc_per_node` training processes (torch.distributed.run: NCCL on GPUs, gloo on CPU). The process
+    count is an execution setting handed to the stage by environment, not a DVC parameter: changing it
+    does not make the encoder stale."""
 
     repo_root: str = Field(default_factory=default_repo_root)
+    nproc_per_node: int = Field(default_factory=lambda: int(os.environ.get(NPROC_ENV, "1")),
+                                description="training processes on this machine (GPUs, or CPU processes)")
 
     def command(self, target: str) -> list[str]:
         return [sys.executable, "-m", "dagster_project.pipes_entry", target]
 
+    def env(self, context: dg.AssetExecutionContext) -> dict[str, str]:
+        return {"PACO_FR_RUN_ID": context.run.run_id, NPROC_ENV: str(self.nproc_per_node)}
+
     def launch(self, context: dg.AssetExecutionContext, target: str):
         client = dg.PipesSubprocessClient(cwd=self.repo_root)
-        return client.run(context=context, command=self.command(target),
-                          env={"PACO_FR_RUN_ID": context.run.run_id})
-
-
-class K8sTrainingLauncher(TrainingLauncher):
-    """Runs the pre-training stage in a Kubernetes pod with GPUs (dagster-k8s PipesK8sClient). The image
-    holds this repository and its environment; data moves through the DVC remote (pull, then push)."""
-
-    image: str = "ghcr.io/paco-fr/paco-fr:latest"
-    namespace: str = "default"
-    gpus: int = 1
-    cpu: str = "8"
-    memory: str = "64Gi"
-    node_selector: dict[str, str] = Field(default_factory=dict)
-    service_account: Optional[str] = None
-    workdir: str = "/workspace/paco-fr"
-
-    def command(self, target: str) -> list[str]:
-        return ["python", "-m", "dagster_project.pipes_entry", target, "--pull", "--push"]
-
-    def base_pod_spec(self) -> dict[str, Any]:
-        resources = {"limits": {"nvidia.com/gpu": str(self.gpus), "cpu": self.cpu, "memory": self.memory},
-                     "requests": {"cpu": self.cpu, "memory": self.memory}}
-        spec: dict[str, Any] = {
-            "containers": [{"name": "paco-fr-train", "image": self.image, "working_dir": self.workdir,
-                            "resources": resources,
-                            # NCCL needs more shared memory than a container's default 64 MiB.
-                            "volume_mounts": [{"name": "dshm", "mount_path": "/dev/shm"}]}],
-            "volumes": [{"name": "dshm", "empty_dir": {"medium": "Memory"}}],
-            "restart_policy": "Never",
-            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-        }
-        if self.node_selector:
-            spec["node_selector"] = dict(self.node_selector)
-        if self.service_account:
-            spec["service_account_name"] = self.service_account
-        return spec
-
-    def pod_body(self, target: str, env: dict[str, str] | None = None):
-        """The V1Pod the launcher would submit."""
-        from dagster_k8s.pipes import build_pod_body
-
-        return build_pod_body(pod_name="paco-fr-pretrain", image=self.image, command=self.command(target),
-                              env_vars=env or {}, base_pod_meta={"labels": {"app": "paco-fr", "stage": "pretrain"}},
-                              base_pod_spec=self.base_pod_spec())
-
-    def launch(self, context: dg.AssetExecutionContext, target: str):
-        from dagster_k8s import PipesK8sClient
-
-        return PipesK8sClient().run(context=context, namespace=self.namespace, command=self.command(target),
-                                    base_pod_meta={"labels": {"app": "paco-fr", "stage": "pretrain"}},
-                                    base_pod_spec=self.base_pod_spec())
+        return client.run(context=context, command=self.command(target), env=self.env(context))
 
 
 def training_launcher_from_env() -> TrainingLauncher:
-    """PACO_FR_LAUNCHER=k8s selects Kubernetes pods (image from PACO_FR_IMAGE); local otherwise."""
+    """PACO_FR_LAUNCHER=k8s: Kubernetes pods (PACO_FR_IMAGE_REPOSITORY, PACO_FR_GPUS, PACO_FR_NAMESPACE,
+    PACO_FR_DVC_REMOTE, PACO_FR_REMOTE_SECRET, PACO_FR_WANDB_SECRET); else local processes
+    ($PACO_FR_NPROC_PER_NODE of them)."""
     if os.environ.get("PACO_FR_LAUNCHER", "local") == "k8s":
-        return K8sTrainingLauncher(image=os.environ.get("PACO_FR_IMAGE", K8sTrainingLauncher().image),
-                                   gpus=int(os.environ.get("PACO_FR_GPUS", "1")))
+        from dagster_project.k8s import K8sTrainingLauncher
+
+        settings = {"image_repository": "PACO_FR_IMAGE_REPOSITORY", "namespace": "PACO_FR_NAMESPACE",
+                    "remote": "PACO_FR_DVC_REMOTE", "remote_secret": "PACO_FR_REMOTE_SECRET",
+                    "wandb_secret": "PACO_FR_WANDB_SECRET"}
+        return K8sTrainingLauncher(gpus=int(os.environ.get("PACO_FR_GPUS", "1")),
+                                   **{k: os.environ[v] for k, v in settings.items() if v in os.environ})
     return LocalTrainingLauncher()

@@ -203,7 +203,7 @@ def _env() -> dict[str, str]:
 
 
 def _last_step(out: Path) -> int:
-    path = out / "metrics.jsonl"
+    path = run_dir(out) / "progress.jsonl"  # what a person watching the run reads
     if not path.exists():
         return 0
     steps = []

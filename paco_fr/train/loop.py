@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -33,13 +34,15 @@ from paco_fr.train.optim import build_optimizer, lr_at, set_lr
 from paco_fr.train.tracking import (METRICS_FILE, PROGRESS_FILE, MetricsLog, ProgressLog, WandbRun, reconstruction_grid,
                                    save_png)
 
+# The run's output while it trains, inside its run folder (published to the stage's output at the end).
+WORK_DIR = "output"
 # Per-step history kept for the run summary (first/last-window averages).
 HISTORY_KEYS = ("loss", "rec", "tok", "tok_acc", "tok_chance", "perplexity")
 
 
 @dataclass
 class TrainOutcome:
-    out_dir: Path
+    out_dir: Path                         # where the run wrote its output (RUN_DIR/output), to publish
     model: PaCoFR                         # unwrapped, on the training device
     step: int
     total_steps: int
@@ -86,10 +89,11 @@ def train(
     device: str | None = None,
     run_dir: str | os.PathLike[str] | None = None,
 ) -> TrainOutcome:
-    """Train into `out_dir` (the artifact: identical inputs give identical bytes). Facts of this run
-    (checkpoints, progress.jsonl with throughput and ETA, the wandb run) go to `run_dir`, outside the
-    artifact (default: runs/<out_dir>), so a killed run resumes from there however its output is
-    treated (DVC deletes a stage's outputs before it runs)."""
+    """Train the encoder that `out_dir` will hold. The run works in `run_dir` (default runs/<out_dir>):
+    its output so far (RUN_DIR/output: metrics.jsonl, sample images), checkpoints, progress.jsonl
+    (throughput, ETA) and the wandb run, so a killed run resumes from there whatever happened to
+    `out_dir` (DVC deletes a stage's outputs before it runs); the stage publishes RUN_DIR/output into
+    `out_dir` when the run is complete (paco_fr.train.stage)."""
     ctx = setup_distributed(device)
     run_path = Path(run_dir) if run_dir is not None else default_run_dir(out_dir)
     try:
@@ -147,12 +151,13 @@ def _train(cfg: Any, corpus_dir: Path, regions_dir: Path, out_dir: Path, resume:
     model = build_model(mcfg, cfg.seed).to(ctx.device)
     optimizer = build_optimizer(model, tcfg.lr, tcfg.weight_decay, tcfg.betas, ctx.device)
     ckpt_path = run_dir / "checkpoints" / LAST
+    work_dir = run_dir / WORK_DIR
     step = 0
     history: dict[str, list[float]] = {k: [] for k in HISTORY_KEYS}
     wandb_id: str | None = None
     resumed_from: int | None = None
     elapsed_before = 0.0
-    fingerprint = run_fingerprint(cfg, corpus_dir, regions_dir, ctx.world_size)
+    fingerprint = run_fingerprint(cfg, corpus_dir, regions_dir, ctx.world_size, (spec.groups, spec.streams))
     state = _compatible_checkpoint(ckpt_path, fingerprint, ctx) if resume else None
     if state is not None:
         model.load_state_dict(state["model"])
@@ -178,8 +183,10 @@ def _train(cfg: Any, corpus_dir: Path, regions_dir: Path, out_dir: Path, resume:
     progress_log: ProgressLog | None = None
     wandb_run: WandbRun | None = None
     if ctx.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        metrics_log = MetricsLog(out_dir / METRICS_FILE, resume_step=step if resumed_from is not None else None)
+        if resumed_from is None:  # a fresh run: nothing of an earlier one may end up in the artifact
+            shutil.rmtree(work_dir, ignore_errors=True)
+        work_dir.mkdir(parents=True, exist_ok=True)
+        metrics_log = MetricsLog(work_dir / METRICS_FILE, resume_step=step if resumed_from is not None else None)
         progress_log = ProgressLog(run_dir / PROGRESS_FILE, total_steps=total_steps)
         from paco_fr.config import to_dict
 
@@ -261,8 +268,8 @@ def _train(cfg: Any, corpus_dir: Path, regions_dir: Path, out_dir: Path, resume:
             if ctx.is_main and out.pred is not None and (step % tcfg.image_every == 0 or step == total_steps):
                 grid = reconstruction_grid(batch["images"], batch["mask"], batch.get("replaced"), out.pred,
                                            mcfg.patch_size, mcfg.norm_pix_loss, tcfg.image_rows)
-                save_png(grid, out_dir / "images" / f"step_{step:06d}.png")
-                save_png(grid, out_dir / "reconstructions.png")
+                save_png(grid, work_dir / "images" / f"step_{step:06d}.png")
+                save_png(grid, work_dir / "reconstructions.png")
                 if wandb_run is not None:
                     wandb_run.log_image("reconstructions", grid, step, "original | input | reconstruction")
             if checkpoint_now:
@@ -289,11 +296,11 @@ def _train(cfg: Any, corpus_dir: Path, regions_dir: Path, out_dir: Path, resume:
             wandb_run.log({f"val/{k}": v for k, v in val_metrics.items()}, step)
         wandb_run.finish()
     if ctx.is_main and val_metrics:
-        with open(out_dir / METRICS_FILE, "a", encoding="utf-8") as handle:
+        with open(work_dir / METRICS_FILE, "a", encoding="utf-8") as handle:
             import json
 
             handle.write(json.dumps({"step": step, "split": "val", **val_metrics}) + "\n")
-    return TrainOutcome(out_dir=out_dir, model=model, step=step, total_steps=total_steps,
+    return TrainOutcome(out_dir=work_dir, model=model, step=step, total_steps=total_steps,
                         steps_per_epoch=steps_per_epoch, incubation_steps=incubation_steps, history=history,
                         last_metrics=last_record, val_metrics=val_metrics,
                         wall_time_s=elapsed_before + time.perf_counter() - started, is_main=ctx.is_main,
@@ -306,10 +313,12 @@ def _train(cfg: Any, corpus_dir: Path, regions_dir: Path, out_dir: Path, resume:
 RESUME_NEUTRAL = ("num_workers",)
 
 
-def run_fingerprint(cfg: Any, corpus_dir: Path, regions_dir: Path, world_size: int) -> str:
+def run_fingerprint(cfg: Any, corpus_dir: Path, regions_dir: Path, world_size: int,
+                    data_layout: tuple[int, int]) -> str:
     """What a checkpoint must share with this run to be continued by it: the configuration that
-    decides the weights and outputs, the data versions (manifest and region summary bytes) and the
-    process layout."""
+    decides the weights and outputs, the data versions (manifest and region summary bytes), the process
+    count and the data layout actually used (loader groups x streams, which 0 settings derive from the
+    number of ranks and workers)."""
     import hashlib
     import json
 
@@ -317,7 +326,8 @@ def run_fingerprint(cfg: Any, corpus_dir: Path, regions_dir: Path, world_size: i
 
     train_cfg = {k: v for k, v in to_dict(cfg.train).items() if k not in RESUME_NEUTRAL}
     digest = hashlib.sha256(json.dumps({"seed": cfg.seed, "masking": to_dict(cfg.masking), "model": to_dict(cfg.model),
-                                        "train": train_cfg, "world_size": world_size}, sort_keys=True).encode())
+                                        "train": train_cfg, "world_size": world_size,
+                                        "data_layout": list(data_layout)}, sort_keys=True).encode())
     for data_file in (corpus_dir / "manifest.parquet", regions_dir / "regions_summary.json"):
         if data_file.exists():
             digest.update(data_file.read_bytes())

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from paco_fr.io import atomic_dir
 from paco_fr.model.export import CARD_FILE, ENCODER_FILE, save_encoder
 from paco_fr.train.loop import TrainOutcome, train
 from paco_fr.train.tracking import METRICS_FILE, plot_loss_curve, read_metrics
@@ -45,23 +46,32 @@ def pretrain(cfg: Any, corpus_dir: str | os.PathLike[str], regions_dir: str | os
             raise FileNotFoundError(f"{what} directory {path} does not exist")
     outcome = train(cfg, corpus_dir, regions_dir, out_dir, resume=resume, progress=progress, device=device,
                     run_dir=run_dir)
-    encoder_path, card_path = out_dir / ENCODER_FILE, out_dir / CARD_FILE
     metrics = summarise(outcome, cfg)
     if outcome.is_main:
+        work = outcome.out_dir
         card = model_card(cfg, outcome, corpus_dir, regions_dir, metrics)
         model = outcome.model
-        save_encoder(model.encoder.vit, encoder_path, name=cfg.model.encoder, img_size=cfg.model.img_size,
+        save_encoder(model.encoder.vit, work / ENCODER_FILE, name=cfg.model.encoder, img_size=cfg.model.img_size,
                      patch_size=cfg.model.patch_size, card=card)
-        plot_loss_curve(read_metrics(out_dir / METRICS_FILE), out_dir / "loss_curve.png")
+        plot_loss_curve(read_metrics(work / METRICS_FILE), work / "loss_curve.png")
+        publish(work, out_dir)
         if outcome.run_dir is not None:
             # The run is complete: its checkpoint would only make a forced re-run skip the training
             # (and take disk space the size of the model and optimizer state).
             shutil.rmtree(outcome.run_dir / "checkpoints", ignore_errors=True)
+    encoder_path, card_path = out_dir / ENCODER_FILE, out_dir / CARD_FILE
     run = {"wall_time_s": round(outcome.wall_time_s, 1), "images_per_s": round(outcome.images_per_s, 1),
            "resumed_from_step": outcome.resumed_from, "world_size": outcome.world_size,
            "run_dir": str(outcome.run_dir) if outcome.run_dir is not None else None}
     return PretrainResult(out_dir=out_dir, encoder_path=encoder_path, model_card_path=card_path, metrics=metrics,
                           run=run, model=outcome.model)
+
+
+def publish(work: Path, out_dir: Path) -> None:
+    """Move the finished run's output into `out_dir` in one rename (a reader never sees half of it)."""
+    with atomic_dir(out_dir) as tmp:
+        shutil.rmtree(tmp)
+        shutil.move(str(work), str(tmp))  # a rename on one filesystem, a copy across two
 
 
 def summarise(outcome: TrainOutcome, cfg: Any) -> dict[str, Any]:
