@@ -119,6 +119,11 @@ class WandbRun:
             warnings.warn("wandb is not installed: logging to metrics.jsonl only", RuntimeWarning, stacklevel=2)
             return
         os.environ.setdefault("WANDB_SILENT", "true")
+        # wandb puts its service's address in the environment of the process that started it, so a
+        # training started from such a process (a notebook, a test, an orchestrator that logged to
+        # wandb) joins that service; when the training is killed, its run stays open there and the
+        # resumed run is refused ("run ID ... is in use"). The training owns its service instead.
+        os.environ.pop("WANDB_SERVICE", None)
         self._wandb = wandb
         run_dir.mkdir(parents=True, exist_ok=True)
         self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "paco-fr"), mode=mode, dir=str(run_dir),
