@@ -12,18 +12,27 @@ os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import atexit  # noqa: E402
+import shutil  # noqa: E402
 import tempfile  # noqa: E402
 
 import pytest  # noqa: E402
 
+
+def _session_dir(prefix: str) -> str:
+    """A folder for this test session, removed when the session ends."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
 # Records a stage makes without a log of its own go to a temporary log, never to the developer's
 # lineage/ (module- and session-scoped fixtures run before the per-test log below is set).
-os.environ.setdefault("PACO_FR_LINEAGE_LOG", os.path.join(tempfile.mkdtemp(prefix="paco-fr-lineage-"), "records.jsonl"))
+os.environ["PACO_FR_LINEAGE_LOG"] = os.path.join(_session_dir("paco-fr-lineage-"), "records.jsonl")
 
-# Dagster insists on an existing absolute DAGSTER_HOME; tests never touch the developer's.
-if "DAGSTER_HOME" not in os.environ or not os.path.isabs(os.environ["DAGSTER_HOME"]):
-    os.environ["DAGSTER_HOME"] = tempfile.mkdtemp(prefix="paco-fr-dagster-home-")
-os.makedirs(os.environ["DAGSTER_HOME"], exist_ok=True)
+# Dagster insists on an existing absolute DAGSTER_HOME; tests never touch the developer's, even when
+# the developer's shell sets one.
+os.environ["DAGSTER_HOME"] = _session_dir("paco-fr-dagster-home-")
 
 
 @pytest.fixture(autouse=True)

@@ -96,7 +96,7 @@ def test_versions_agree_and_a_schedule_tick_retrains_only_what_changed(built, tm
         after = data_versions(defs, instance)
         changed = {k for k in after if after[k] != versions[k]}
         assert {asset for asset, _ in changed} >= {"raw_faces", "face_corpus", "face_regions", "pretrained_encoder"}
-        # The baselines (random init, pixels, HOG) do not depend on the corpus: not re-run.
+        # The baselines (here random init) do not depend on the corpus: not re-run.
         assert not any(asset == "eval_report" and not partition.endswith("paco_fr-s0") for asset, partition in
                        launched.runs)
         assert json.loads(dvc(repo, "status", "--json")) == {}

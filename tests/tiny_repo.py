@@ -37,6 +37,8 @@ TINY = [
     "eval.n_test=24",
     "eval.bootstrap=50",
     "eval.benchmarks=[synthetic_expression, synthetic_parsing]",
+    # One baseline row is enough to exercise the baseline stages; each one is a process per benchmark.
+    "pipeline.baselines=[random]",
 ]
 
 
