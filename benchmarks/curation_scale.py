@@ -14,7 +14,9 @@ peak memory of a worker and of the merge as the corpus grows.
 
     python benchmarks/curation_scale.py --faces 400 --baseline HEAD~5 --rss 2000 20000
 
-Prints a table and writes benchmarks/results/curation_scale.json.
+Prints a table and writes benchmarks/results/curation_scale.json. A section this run did not measure
+(e.g. `--skip-throughput`) is kept from the file's previous content; each section records the command
+and the load average it was measured under.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results" / "curation_scale.json"
 ENV = {**os.environ, "GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "2"}
+ENV.setdefault("PACO_FR_LINEAGE_LOG", os.path.join(tempfile.gettempdir(), "paco-fr-bench-lineage.jsonl"))  # not ours
 QUIET = ["--no-progress"]
 
 
@@ -157,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="paco-fr-scale-"))
     work.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg()[0]
-    result: dict = {"benchmark": "curation_scale", "command": " ".join(["python benchmarks/curation_scale.py", *(argv or sys.argv[1:])]),
+    command = " ".join(["python benchmarks/curation_scale.py", *(argv or sys.argv[1:])])
+    result: dict = {"benchmark": "curation_scale", "command": command,
                     "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                 "platform": platform.platform(), "load_avg_1m_at_start": load}}
     rows = []
@@ -193,6 +197,13 @@ def main(argv: list[str] | None = None) -> int:
         if not args.work_dir:
             shutil.rmtree(work, ignore_errors=True)
     result["load_avg_1m_at_end"] = os.getloadavg()[0]
+    measured = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M"), "load_avg_1m": [load, result["load_avg_1m_at_end"]]}
+    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    for section in ("throughput", "baseline", "rss"):
+        if section in result:
+            result[section]["measured"] = measured
+        elif section in previous:
+            result[section] = previous[section]
     width = max(len(r[0]) for r in rows) if rows else 10
     print(f"\ncuration at scale ({os.cpu_count()} CPUs, load average {load:.2f} at start, "
           f"{result['load_avg_1m_at_end']:.2f} at end)")

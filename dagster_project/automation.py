@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dagster as dg
 
+from dagster_project.project import code_version
+
 AC = dg.AutomationCondition
 
 
@@ -26,3 +28,11 @@ def rebuild_on_change() -> dg.AutomationCondition:
         & ~AC.in_progress()
         & AC.all_deps_blocking_checks_passed()
     ).with_label("rebuild when an input's data version, or the code, changed")
+
+
+def stage_asset(stage: str, *, group: str, kinds: set[str], pool: str = "dvc", **kwargs) -> dg.AssetsDefinition:
+    """`@dg.asset` for an asset that materialises by reproducing DVC stage(s) running `stage`'s code:
+    what all of them share (owner, the DVC lock's pool, a code version from the stage's code
+    dependencies, rebuilt only on a change) is said once here."""
+    return dg.asset(group_name=group, kinds={*kinds, "dvc"}, owners=["team:paco-fr"], pool=pool,
+                    code_version=code_version(stage), automation_condition=rebuild_on_change(), **kwargs)

@@ -5,9 +5,8 @@ into one corpus (DVC `curate`)."""
 import dagster as dg
 
 from dagster_project.assets.raw import raw_faces
-from dagster_project.automation import rebuild_on_change
+from dagster_project.automation import stage_asset
 from dagster_project.metadata import counts_table, image_md, lineage_metadata
-from dagster_project.project import code_version
 from dagster_project.resources import DvcResource, PathsResource
 from paco_fr.config import ProjectConfig
 from paco_fr.io import read_json
@@ -16,16 +15,13 @@ from paco_fr.io import read_json
 def build_corpus_part(cfg: ProjectConfig) -> dg.AssetsDefinition:
     parts = [str(i) for i in range(cfg.curation.n_partitions)]
 
-    @dg.asset(
+    @stage_asset(
+        "curate",
         name="face_corpus_part",
         deps=[raw_faces],
         partitions_def=dg.StaticPartitionsDefinition(parts),
-        group_name="data",
-        kinds={"python", "dvc", "mediapipe"},
-        owners=["team:paco-fr"],
-        pool="dvc",
-        code_version=code_version("curate"),
-        automation_condition=rebuild_on_change(),
+        group="data",
+        kinds={"python", "mediapipe"},
         # A worker killed by the detector costs only its chunk; a killed run resumes the partition.
         retry_policy=dg.RetryPolicy(max_retries=2, delay=10),
         description="One slice of the raw folder (a stable hash of each path; params curation.partitions) "
@@ -46,14 +42,11 @@ def build_corpus_part(cfg: ProjectConfig) -> dg.AssetsDefinition:
     return face_corpus_part
 
 
-@dg.asset(
+@stage_asset(
+    "curate",
     deps=[raw_faces, dg.AssetDep("face_corpus_part")],
-    group_name="data",
-    kinds={"python", "dvc"},
-    owners=["team:paco-fr"],
-    pool="dvc",
-    code_version=code_version("curate"),
-    automation_condition=rebuild_on_change(),
+    group="data",
+    kinds={"python"},
     description="Aligned face crops in tar shards (a seeded global order) with manifest.parquet / "
                 "rejected.parquet: the merge of every partition, which decides duplicates across them, "
                 "the splits and the shard order (`paco-fr curate-merge`, DVC stage `curate`). Every raw file "

@@ -11,9 +11,9 @@ from pathlib import Path
 import dagster as dg
 
 from dagster_project.assets.training import encoder_partitions
-from dagster_project.automation import rebuild_on_change
+from dagster_project.automation import stage_asset
 from dagster_project.metadata import image_md, lineage_metadata
-from dagster_project.project import baseline_stage, code_version, evaluate_stage
+from dagster_project.project import baseline_stage, evaluate_stage
 from dagster_project.resources import DvcResource, PathsResource
 from paco_fr.config import ProjectConfig
 from paco_fr.io import read_json
@@ -60,15 +60,12 @@ def build_evaluation_assets(cfg: ProjectConfig, pretrained_encoder: dg.AssetsDef
         warnings.simplefilter("ignore")
         by_encoder = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="encoder")
 
-    @dg.asset(
+    @stage_asset(
+        "evaluate",
         deps=[dg.AssetDep(pretrained_encoder, partition_mapping=by_encoder)],
         partitions_def=eval_partitions,
-        group_name="evaluation",
-        kinds={"pytorch", "dvc"},
-        owners=["team:paco-fr"],
-        pool="dvc",
-        code_version=code_version("evaluate"),
-        automation_condition=rebuild_on_change(),
+        group="evaluation",
+        kinds={"pytorch"},
         description="One encoder's report on one benchmark: metrics with 95% bootstrap intervals, plots, the "
                     "protocol, the encoder's model card (`paco-fr evaluate`, DVC stage "
                     "`evaluate@<preset>-<seed>-<benchmark>`).",
@@ -78,14 +75,11 @@ def build_evaluation_assets(cfg: ProjectConfig, pretrained_encoder: dg.AssetsDef
         return _report(context, dvc, paths, keys["encoder"], keys["benchmark"],
                        evaluate_stage(keys["encoder"], keys["benchmark"]))
 
-    @dg.asset(
+    @stage_asset(
+        "evaluate",
         partitions_def=baseline_partitions,
-        group_name="evaluation",
-        kinds={"pytorch", "dvc"},
-        owners=["team:paco-fr"],
-        pool="dvc",
-        code_version=code_version("evaluate"),
-        automation_condition=rebuild_on_change(),
+        group="evaluation",
+        kinds={"pytorch"},
         description="Reference rows on one benchmark: a randomly initialised encoder, raw pixels, a classical "
                     "HOG descriptor, through the same probes and splits (DVC stage "
                     "`evaluate_baseline@<baseline>-<benchmark>`).",
@@ -95,14 +89,11 @@ def build_evaluation_assets(cfg: ProjectConfig, pretrained_encoder: dg.AssetsDef
         return _report(context, dvc, paths, keys["baseline"], keys["benchmark"],
                        baseline_stage(keys["baseline"], keys["benchmark"]))
 
-    @dg.asset(
+    @stage_asset(
+        "compare",
         deps=[eval_report, baseline_report],
-        group_name="evaluation",
-        kinds={"pandas", "dvc"},
-        owners=["team:paco-fr"],
-        pool="dvc",
-        code_version=code_version("compare"),
-        automation_condition=rebuild_on_change(),
+        group="evaluation",
+        kinds={"pandas"},
         description="One table across encoders and benchmarks (Markdown, CSV, PNG; `paco-fr compare`, DVC stage "
                     "`compare`), with reference numbers beside where the protocol is the same.",
     )

@@ -3,21 +3,17 @@
 import dagster as dg
 
 from dagster_project.assets.corpus import face_corpus
-from dagster_project.automation import rebuild_on_change
+from dagster_project.automation import stage_asset
 from dagster_project.metadata import image_md, lineage_metadata
-from dagster_project.project import code_version
 from dagster_project.resources import DvcResource, PathsResource
 from paco_fr.io import read_json
 
 
-@dg.asset(
+@stage_asset(
+    "regions",
     deps=[face_corpus],
-    group_name="data",
-    kinds={"python", "dvc", "mediapipe"},
-    owners=["team:paco-fr"],
-    pool="dvc",
-    code_version=code_version("regions"),
-    automation_condition=rebuild_on_change(),
+    group="data",
+    kinds={"python", "mediapipe"},
     description="A region label map per face (background, head_other, skin, brows, eyes, nose, mouth) "
                 "from landmarks and selfie segmentation (`paco-fr regions`, DVC stage `regions`).",
 )

@@ -6,9 +6,9 @@ import os
 import dagster as dg
 
 from dagster_project.assets.regions import face_regions
-from dagster_project.automation import rebuild_on_change
+from dagster_project.automation import stage_asset
 from dagster_project.metadata import image_md, lineage_metadata
-from dagster_project.project import code_version, encoder_ids, pretrain_stage
+from dagster_project.project import encoder_ids, pretrain_stage
 from dagster_project.resources import PathsResource, TrainingLauncher
 from paco_fr.config import ProjectConfig
 from paco_fr.io import read_json
@@ -26,16 +26,14 @@ def training_pool() -> str:
 
 
 def build_pretrained_encoder(cfg: ProjectConfig) -> dg.AssetsDefinition:
-    @dg.asset(
+    @stage_asset(
+        "pretrain",
         name="pretrained_encoder",
         deps=[face_regions],
         partitions_def=encoder_partitions(cfg),
-        group_name="training",
-        kinds={"pytorch", "dvc", "wandb"},
-        owners=["team:paco-fr"],
+        group="training",
+        kinds={"pytorch", "wandb"},
         pool=training_pool(),
-        code_version=code_version("pretrain"),
-        automation_condition=rebuild_on_change(),
         # A preempted or killed run is retried; training resumes from its last checkpoint (runs/).
         retry_policy=dg.RetryPolicy(max_retries=2, delay=10),
         description="One pre-trained encoder per partition `<preset>-s<seed>` (DVC stage "
