@@ -2,8 +2,9 @@
 
 A schedule or sensor tick materialises `raw_faces` (`dvc add`): same images, same md5, same data
 version. Everything downstream waits for an input's *data version* to change (or its own code version,
-or it being missing), so a tick on unchanged data launches nothing, and a rebuild that produces the
-same bytes (a comment-only code change) stops the chain there.
+or it never having been built), so a tick on unchanged data launches nothing, and a rebuild that
+produces the same bytes (a comment-only code change) stops the chain there. On a fresh instance,
+materialising `raw_faces` is the one button that builds everything.
 """
 
 from __future__ import annotations
@@ -21,8 +22,12 @@ def rebuild_on_change() -> dg.AutomationCondition:
         | AC.code_version_changed()
         | AC.missing().newly_true().with_label("newly missing")
     )
+    # Dagster's "newly missing" only sees partitions that go missing after the sensor's first look; a
+    # partition that was already missing then (a fresh instance: the baseline reports, which depend on
+    # no corpus) would never be built. A failed one waits for a person (or its retry policy), not a loop.
+    never_built = (AC.missing() & ~AC.execution_failed() & ~AC.newly_requested()).with_label("never built")
     return (
-        changed.since_last_handled()
+        (changed.since_last_handled() | never_built)
         & ~AC.any_deps_missing()
         & ~AC.any_deps_in_progress()
         & ~AC.in_progress()

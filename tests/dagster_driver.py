@@ -1,6 +1,6 @@
-"""Driving a real Dagster instance the way its daemon and UI do, for end-to-end tests: materialise
-every partition of the graph (the UI's "Materialize all"), run a schedule's job, and let declarative
-automation launch runs tick after tick until it requests nothing more."""
+"""Driving a real Dagster instance the way its daemon and UI do, for end-to-end tests: materialise one
+asset partition as a launched run would, and let declarative automation launch runs tick after tick
+until it requests nothing more."""
 
 from __future__ import annotations
 
@@ -27,22 +27,6 @@ def execute(defs: dg.Definitions, instance: dg.DagsterInstance, key: dg.AssetKey
     """One run of one asset partition (with its checks), as a launched run would execute it."""
     job = defs.resolve_implicit_job_def_def_for_assets([key])
     return job.execute_in_process(instance=instance, partition_key=partition, asset_selection=[key])
-
-
-def materialize_all(defs: dg.Definitions, instance: dg.DagsterInstance) -> Launched:
-    launched = Launched()
-    graph = defs.resolve_asset_graph()
-    for key in graph.toposorted_asset_keys:
-        for partition in partition_keys(defs, key):
-            result = execute(defs, instance, key, partition)
-            assert result.success, (key, partition)
-            launched.runs.append((key.to_user_string(), partition))
-    return launched
-
-
-def automation_cursor(defs: dg.Definitions, instance: dg.DagsterInstance):
-    """A first evaluation, as a running daemon has made before anything changes."""
-    return dg.evaluate_automation_conditions(defs=defs, instance=instance).cursor
 
 
 def run_automation(defs: dg.Definitions, instance: dg.DagsterInstance, cursor, max_ticks: int = 12):

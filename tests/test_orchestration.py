@@ -17,7 +17,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from dagster_driver import automation_cursor, data_versions, materialize_all, run_automation
+from dagster_driver import data_versions, execute, partition_keys, run_automation
 from dagster_project.definitions import build_defs
 from dagster_project.project import artifact_for
 from paco_fr.lineage import content_hash, find_record
@@ -68,7 +68,16 @@ def test_versions_agree_and_a_schedule_tick_retrains_only_what_changed(built, tm
     repo = copy_of(built, tmp_path / "repo")
     defs = build_defs(repo)
     with dg.instance_for_test() as instance:
-        materialize_all(defs, instance)
+        # A fresh instance: the daemon's first ticks build what needs no corpus (the baseline reports)
+        # and everything else waits for the raw folder. Then the UI's one button, Materialize
+        # `raw_faces`: automation materialises every other partition below it, each exactly once.
+        cursor, first = run_automation(defs, instance, None)
+        assert first.assets() == {"baseline_report"}, first.runs
+        assert execute(defs, instance, dg.AssetKey("raw_faces"), None).success
+        cursor, launched = run_automation(defs, instance, cursor)
+        below = {(key.to_user_string(), partition) for key in defs.resolve_asset_graph().toposorted_asset_keys
+                 if key != dg.AssetKey("raw_faces") for partition in partition_keys(defs, key)}
+        assert sorted(first.runs + launched.runs, key=str) == sorted(below, key=str), (first.runs, launched.runs)
         # Every asset partition: Dagster data version == dvc.lock md5 == the key of a lineage record.
         lock = recorded_versions(repo)
         versions = data_versions(defs, instance)
@@ -78,7 +87,6 @@ def test_versions_agree_and_a_schedule_tick_retrains_only_what_changed(built, tm
             assert version == lock[artifact], (asset, partition)
             assert find_record(artifact, version, root=repo) is not None, (asset, partition)
 
-        cursor = automation_cursor(defs, instance)
         schedule_job = defs.resolve_job_def(defs.resolve_schedule_def("weekly_retraining").job_name)
         # A weekly tick on unchanged images: the raw version is the same, nothing else runs.
         assert schedule_job.execute_in_process(instance=instance).success
