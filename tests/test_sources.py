@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from paco_fr.data.reasons import Reason
-from paco_fr.data.sources import discover, fingerprint, sidecar_kind
+from paco_fr.data.sources import _content_md5, discover, fingerprint, item_records, sidecar_kind
 
 
 def touch(path: Path, data: bytes = b"x") -> Path:
@@ -132,6 +132,23 @@ def test_fingerprint_changes_with_content_not_with_time_of_listing(tmp_path):
     assert fingerprint(discover(tmp_path)) == first
     touch(tmp_path / "a.gt.json", b'{"k": 1}')  # a sidecar changed
     assert fingerprint(discover(tmp_path)) != first
+
+
+def test_fingerprint_read_by_many_threads_equals_one_reader(tmp_path):
+    """The planner reads a large folder with a thread pool; the hash must not depend on it (it is
+    part of the partition's bytes), including unreadable files and missing sidecars."""
+    for i in range(150):
+        touch(tmp_path / f"d{i % 7}" / f"f{i:03d}.png", bytes([i]) * (i + 1))
+        if i % 3 == 0:
+            touch(tmp_path / f"d{i % 7}" / f"f{i:03d}.gt.json", b"{}" + bytes([i]))
+    (tmp_path / "d0" / "f000.png").chmod(0)  # unreadable (root reads it anyway: still one code path)
+    items = discover(tmp_path)
+    (tmp_path / "d3" / "f003.gt.json").unlink()  # a sidecar gone between discovery and the hash
+    assert len(items) > 64  # enough for the thread pool
+    many = fingerprint(items, threads=8)
+    _content_md5.cache_clear()  # the one reader reads the files again
+    assert fingerprint(items, threads=1) == many
+    assert item_records(items, threads=8) == item_records(items, threads=1)
 
 
 def test_sidecar_names():

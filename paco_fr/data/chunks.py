@@ -42,8 +42,9 @@ def settings_hash(cfg: CurationConfig) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def chunk_fingerprint(settings: str, items: list[SourceItem]) -> str:
-    return hashlib.sha256(f"{settings}\0{fingerprint(items)}".encode()).hexdigest()
+def chunk_fingerprint(settings: str, items: list[SourceItem], *, inputs: str | None = None) -> str:
+    """`inputs`: the items' `fingerprint`, when the caller has it already."""
+    return hashlib.sha256(f"{settings}\0{inputs or fingerprint(items)}".encode()).hexdigest()
 
 
 def chunk_stem(index: int) -> str:

@@ -41,12 +41,12 @@ from paco_fr.data.config import CurationConfig
 from paco_fr.data.dedup import BinaryHashIndex, hash_bytes
 from paco_fr.data.manifest import (MANIFEST_FILE, MANIFEST_SCHEMA, REJECTED_FILE, REJECTED_SCHEMA,
                                    PART_FACES_SCHEMA, PART_INPUTS_SCHEMA, parquet_appender)
-from paco_fr.data.partition import PART_FACES, PART_INPUTS, fingerprint, partition_items, read_part_marker
+from paco_fr.data.partition import PART_FACES, PART_INPUTS, partition_items, read_part_marker
 from paco_fr.data.preview import write_preview
 from paco_fr.data.process import compose_detail
 from paco_fr.data.reasons import Reason
 from paco_fr.data.shards import SHARD_PATTERN, ShardWriter, remove_partials
-from paco_fr.data.sources import SourceItem, discover
+from paco_fr.data.sources import SourceItem, discover, fingerprint
 from paco_fr.data.splits import assign_splits, unit_keys
 from paco_fr.data.validation import CorpusValidationError, ValidationReport, validate_manifest
 from paco_fr.io import remove_stale_temporaries, write_json_atomic

@@ -34,7 +34,7 @@ from paco_fr.data.chunks import (CHUNK_DIR, chunk_fingerprint, chunk_is_done, ch
 from paco_fr.data.config import CurationConfig
 from paco_fr.data.manifest import PART_FACES_SCHEMA, PART_INPUTS_SCHEMA, parquet_appender
 from paco_fr.data.progress import Progress
-from paco_fr.data.sources import SourceItem, discover, fingerprint
+from paco_fr.data.sources import SourceItem, discover, fingerprint_records, item_records
 from paco_fr.data.workers import ChunkPool, ChunkTask, WorkerDeath, default_workers
 from paco_fr.io import read_json, remove_stale_temporaries, write_json_atomic
 
@@ -143,10 +143,13 @@ def curate_partitions(cfg: CurationConfig, part_dirs: dict[int, Path], items: Se
 def _plan(cfg: CurationConfig, part: int, out_dir: Path, all_items: Sequence[SourceItem], *, resume: bool) -> _Plan:
     items = partition_items(all_items, part, cfg.n_partitions)
     settings = settings_hash(cfg)
+    records = item_records(items)  # every byte of the partition read once, by every core
     marker = {"version": PART_VERSION, "part": part, "partitions": cfg.n_partitions, "settings": settings,
-              "chunk_inputs": cfg.chunk_inputs, "inputs_fingerprint": fingerprint(items)}
-    chunks = [items[i:i + cfg.chunk_inputs] for i in range(0, len(items), cfg.chunk_inputs)]
-    fingerprints = [chunk_fingerprint(settings, chunk) for chunk in chunks]
+              "chunk_inputs": cfg.chunk_inputs, "inputs_fingerprint": fingerprint_records(records)}
+    step = cfg.chunk_inputs
+    chunks = [items[i:i + step] for i in range(0, len(items), step)]
+    fingerprints = [chunk_fingerprint(settings, chunk, inputs=fingerprint_records(records[i * step:(i + 1) * step]))
+                    for i, chunk in enumerate(chunks)]
     marker["chunks"] = len(chunks)
     if not resume and out_dir.exists():
         _clear(out_dir)
