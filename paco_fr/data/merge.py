@@ -83,8 +83,8 @@ def merge_partitions(cfg: CurationConfig, source: str | os.PathLike[str], part_d
     root, out_dir = Path(source), Path(out_dir)
     part_dirs = [Path(p) for p in part_dirs]
     check_locations(root, out_dir)
-    items = discover(root) if items is None else items
-    _check_parts(cfg, part_dirs, items)
+    _check_parts(cfg, part_dirs, discover(root) if items is None else items)
+    del items  # every table below holds one row per input or face: drop each as soon as it is used
     _clear_outputs(out_dir)
 
     inputs = _read_inputs(part_dirs)              # one row per input, path order
@@ -92,14 +92,17 @@ def merge_partitions(cfg: CurationConfig, source: str | os.PathLike[str], part_d
     _exact_duplicates(inputs)
     accepted, face_rejections = _near_duplicates(cfg, inputs, faces)
     manifest = faces[accepted].reset_index(drop=True)
+    del faces
     manifest["split"] = assign_splits(unit_keys(manifest["identity"], manifest["source_sha256"]), cfg.split)
     manifest = _shard_order(manifest, cfg)
     _write_shards(manifest, part_dirs, out_dir, progress=progress)
-    rejected = inputs[inputs["reason"].notna()]
+    n_inputs, rejected = len(inputs), inputs[inputs["reason"].notna()]
+    del inputs
     _write_table(out_dir / REJECTED_FILE, rejected, REJECTED_SCHEMA)
     _write_table(out_dir / MANIFEST_FILE, manifest, MANIFEST_SCHEMA)
+    del manifest
     manifest = pd.read_parquet(out_dir / MANIFEST_FILE)  # what users read, dtypes included
-    return _finalise(cfg, manifest, rejected, face_rejections, out_dir, n_inputs=len(inputs),
+    return _finalise(cfg, manifest, rejected, face_rejections, out_dir, n_inputs=n_inputs,
                      merge_s=time.perf_counter() - started)
 
 
