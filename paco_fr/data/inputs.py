@@ -8,6 +8,7 @@ a plain sequential pass would, after its own (order-dependent) duplicate checks.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,8 +67,9 @@ def load_input(item: SourceItem, cfg: CurationConfig) -> LoadedInput:
     return loaded
 
 
-def read_label_map(path: Path, image: DecodedImage) -> np.ndarray:
+def read_label_map(path: str | os.PathLike[str], image: DecodedImage) -> np.ndarray:
     """A region label map sidecar: mode L or P class indices, the image's size, labels < 9."""
+    path = Path(path)
     try:
         with Image.open(path) as label_image:
             if label_image.mode not in ("L", "P"):

@@ -48,11 +48,13 @@ SIDECAR_SUFFIXES: dict[str, str] = {"gt": ".gt.json", "pts": ".pts", "labels": "
 class SourceItem:
     """One input: an image with its sidecars, or a path rejected at discovery."""
 
+    # Plain strings, not pathlib objects: a folder of millions of images is held as millions of
+    # items (a Path keeps its parsed parts: ~4x the memory of the string).
     rel_path: str                                # POSIX path relative to the root (display form)
-    path: Path                                   # the path to open
+    path: str                                    # the path to open
     size: int = 0                                # bytes (of the link target for links); 0 when rejected
     mtime_ns: int = 0
-    sidecars: dict[str, Path] = field(default_factory=dict)  # kind ("gt", "pts", "labels") -> path
+    sidecars: dict[str, str] = field(default_factory=dict)  # kind ("gt", "pts", "labels") -> path
     sidecar_rel_paths: tuple[str, ...] = ()
     rejection: tuple[Reason, str] | None = None  # set when discovery already rejects the path
 
@@ -84,12 +86,13 @@ def display_path(rel: str) -> str:
         return os.fsencode(rel).decode("utf-8", errors="backslashreplace")
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entry:
     name: str
-    path: Path
+    path: str
     rel: str
-    st: os.stat_result | None
+    size: int
+    mtime_ns: int
 
 
 def discover(root: str | os.PathLike[str]) -> list[SourceItem]:
@@ -104,12 +107,12 @@ def discover(root: str | os.PathLike[str]) -> list[SourceItem]:
     except OSError as exc:
         raise PermissionError(f"source folder cannot be read: {root} ({exc.strerror or exc})") from exc
     items: list[SourceItem] = []
-    _walk_dir(root, "", items, is_root=True)
+    _walk_dir(str(root), "", items, is_root=True)
     items.sort(key=lambda item: item.rel_path)
     return items
 
 
-def _walk_dir(directory: Path, rel_dir: str, items: list[SourceItem], *, is_root: bool = False) -> None:
+def _walk_dir(directory: str, rel_dir: str, items: list[SourceItem], *, is_root: bool = False) -> None:
     try:
         with os.scandir(directory) as scan:
             entries = sorted(scan, key=lambda e: e.name)
@@ -121,14 +124,15 @@ def _walk_dir(directory: Path, rel_dir: str, items: list[SourceItem], *, is_root
         return
 
     files: list[_Entry] = []
-    for entry in entries:
+    for i, entry in enumerate(entries):
+        entries[i] = None  # type: ignore[call-overload]  # its cached stat goes now, not after the folder
         rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-        path = Path(entry.path)
+        path = entry.path
         try:
             if entry.is_symlink():
                 verdict = _classify_link(path)
                 if isinstance(verdict, os.stat_result):  # (a stat_result is a tuple too)
-                    files.append(_Entry(entry.name, path, rel, verdict))
+                    files.append(_Entry(entry.name, path, rel, verdict.st_size, verdict.st_mtime_ns))
                 else:
                     items.append(_rejected(rel, path, *verdict))
                 continue
@@ -143,13 +147,13 @@ def _walk_dir(directory: Path, rel_dir: str, items: list[SourceItem], *, is_root
             items.append(_rejected(rel, path, Reason.UNREADABLE, f"cannot stat: {exc.strerror or exc}"))
             continue
         if stat.S_ISREG(st.st_mode):
-            files.append(_Entry(entry.name, path, rel, st))
+            files.append(_Entry(entry.name, path, rel, st.st_size, st.st_mtime_ns))
         else:
             items.append(_rejected(rel, path, Reason.NOT_A_FILE, _file_type_name(st.st_mode)))
     _pair_files(files, items)
 
 
-def _classify_link(path: Path) -> os.stat_result | tuple[Reason, str]:
+def _classify_link(path: str) -> os.stat_result | tuple[Reason, str]:
     """The link target's stat when it is a regular file, else (reason, detail)."""
     try:
         target = os.readlink(path)
@@ -197,18 +201,17 @@ def _pair_files(files: list[_Entry], items: list[SourceItem]) -> None:
     for stem, group in by_stem.items():
         found = attached.get(stem, {})
         for entry in group:
-            assert entry.st is not None
             items.append(SourceItem(
                 rel_path=display_path(entry.rel),
                 path=entry.path,
-                size=int(entry.st.st_size),
-                mtime_ns=int(entry.st.st_mtime_ns),
+                size=entry.size,
+                mtime_ns=entry.mtime_ns,
                 sidecars={kind: found[kind].path for kind in SIDECAR_SUFFIXES if kind in found},
                 sidecar_rel_paths=tuple(display_path(found[kind].rel) for kind in SIDECAR_SUFFIXES if kind in found),
             ))
 
 
-def _rejected(rel: str, path: Path, reason: Reason, detail: str) -> SourceItem:
+def _rejected(rel: str, path: str, reason: Reason, detail: str) -> SourceItem:
     return SourceItem(rel_path=display_path(rel), path=path, rejection=(reason, detail))
 
 
@@ -260,14 +263,14 @@ _READ_BATCH = 4096
 def _item_record(item: SourceItem) -> bytes:
     reason = item.rejection[0].value if item.rejection else ""
     try:
-        content = _content_md5(str(item.path), item.size, item.mtime_ns) if item.is_image else ""
+        content = _content_md5(item.path, item.size, item.mtime_ns) if item.is_image else ""
     except OSError as exc:  # curation will reject it with the reason; the fingerprint notes it
         content = f"unreadable:{exc.errno}"
     parts = [f"{item.rel_path}\0{item.size}\0{content}\0{reason}\0".encode("utf-8", "backslashreplace")]
     for kind, path in sorted(item.sidecars.items()):
         try:
-            st = path.stat()
-            parts.append(f"{kind}\0{_content_md5(str(path), st.st_size, st.st_mtime_ns)}\0".encode())
+            st = os.stat(path)
+            parts.append(f"{kind}\0{_content_md5(path, st.st_size, st.st_mtime_ns)}\0".encode())
         except OSError:
             parts.append(f"{kind}\0missing\0".encode())
     return b"".join(parts)
