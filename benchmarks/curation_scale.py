@@ -68,6 +68,43 @@ def materialise(n: int, folder: Path, seed: int = 0) -> Path:
                              progress=False)
 
 
+BLOCK = 5000  # faces per generation task of `materialise_many`
+
+
+def materialise_many(n: int, folder: Path, *, seed: int = 3, size: int = 128, procs: int | None = None) -> Path:
+    """n distinct procedural faces (one identity each) in the builtin layout (synthetic/face-NNNNNN.png,
+    .labels.png, .gt.json), rendered by `procs` processes in blocks of BLOCK faces (block b: seed
+    seed * 1000 + b, identities from b * BLOCK). 128-px renders take half the time of the builtin 192
+    px; every face is still far above the quality floor. Faces already written are kept (resumable)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    (folder / "synthetic").mkdir(parents=True, exist_ok=True)
+    blocks = [(b, min(BLOCK, n - b * BLOCK), seed, size, str(folder)) for b in range(-(-n // BLOCK))]
+    with ProcessPoolExecutor(procs or os.cpu_count()) as pool:
+        for done in pool.map(_render_block, blocks):
+            print(f"rendered faces {done}", file=sys.stderr, flush=True)
+    return folder
+
+
+def _render_block(block: tuple[int, int, int, int, str]) -> str:
+    from paco_fr.data.builtin import _png_bytes
+    from paco_fr.data.synthetic import face_to_record, generate_faces
+    from paco_fr.io import atomic_path
+
+    b, count, seed, size, folder = block
+    out = Path(folder) / "synthetic"
+    faces = generate_faces(count, seed=seed * 1000 + b, size=size, identity_offset=b * BLOCK)
+    for i, face in enumerate(faces):
+        stem = out / f"face-{b * BLOCK + i:06d}"
+        if Path(f"{stem}.gt.json").exists():
+            continue
+        Path(f"{stem}.png").write_bytes(_png_bytes(face.image))
+        Path(f"{stem}.labels.png").write_bytes(_png_bytes(face.label_map.astype("uint8"), mode="L"))
+        with atomic_path(Path(f"{stem}.gt.json")) as tmp:  # last: marks the face complete
+            tmp.write_text(json.dumps({**face_to_record(face), "synthetic": True}, sort_keys=True) + "\n")
+    return f"{b * BLOCK}..{b * BLOCK + count - 1}"
+
+
 def throughput(n: int, repeats: int, work: Path) -> dict:
     raw = materialise(n, work / f"raw-{n}")
     runs: dict[int, list[dict]] = {1: [], 2: []}
