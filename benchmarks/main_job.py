@@ -10,7 +10,7 @@ the ratio is candidate / baseline of the best wall times. Target: x1.0 or less.
     python benchmarks/main_job.py --baseline f1f3e22            # ~2 x 13 min on 2 cores
     python benchmarks/main_job.py --baseline f1f3e22 --repeats 2
 
-Prints a table and writes benchmarks/results/main_job.json.
+Prints a table and writes benchmarks/results/main_job.json (earlier results kept under "earlier").
 """
 
 from __future__ import annotations
@@ -103,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("baseline", "candidate"):
         print(f"{name:9}  {result['commits'][name][:10]}  {best[name]:8.0f} s  "
               + ("baseline" if name == "baseline" else f"x{result['ratio']:.2f}"))
+    if RESULTS.exists():  # earlier pairs stay on record (one pair is a small sample on a drifting VM)
+        previous = json.loads(RESULTS.read_text())
+        result["earlier"] = [*previous.pop("earlier", []), previous]
     sys.path.insert(0, str(ROOT))
     from paco_fr.io import write_json_atomic
 
