@@ -32,9 +32,9 @@ import functools
 import hashlib
 import os
 import stat
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Sequence
 
 from paco_fr.data.reasons import Reason
