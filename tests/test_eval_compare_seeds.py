@@ -128,3 +128,17 @@ def test_a_repeated_seed_or_different_data_is_an_error(seeded_reports, tmp_path)
     (copy / "report.json").write_text(json.dumps(rep))
     with pytest.raises(ValueError, match="seeds of 'paco_fr' on 'synthetic_expression' were evaluated on different"):
         compare([root / "reports", copy], tmp_path / "y")
+
+
+def test_the_comparison_names_reports_by_repository_path_so_clones_agree(seeded_reports, tmp_path):
+    """compare.json is a DVC output: two clones of one repository must write the same bytes."""
+    outputs = []
+    for clone in ("a", "b"):
+        repo = tmp_path / clone
+        shutil.copytree(seeded_reports / "reports", repo / "data" / "reports")
+        (repo / "dvc.yaml").write_text("stages: {}\n")
+        res = compare([repo / "data" / "reports"], repo / "data" / "summary")
+        outputs.append(res.table_json.read_bytes())
+        assert str(tmp_path) not in outputs[-1].decode()
+        assert all(p.startswith("data/reports/") for p in json.loads(outputs[-1])["reports"])
+    assert outputs[0] == outputs[1]

@@ -37,6 +37,7 @@ from paco_fr.eval.metrics import repeat_summary
 from paco_fr.eval.registry import REGISTRY
 from paco_fr.eval.report import REPORT_JSON
 from paco_fr.io import atomic_dir, read_json, write_json_atomic, write_text_atomic
+from paco_fr.lineage import display_path
 
 BASELINE_ORDER = ("random", "pixels", "hog")
 REFERENCE_PRESET = "paco_fr"
@@ -164,7 +165,7 @@ def _summary(group: dict[Any, dict[str, Any]], metric: str) -> dict[str, Any]:
     the t interval of the mean."""
     seeds = sorted(group, key=_seed_sort_key)
     per_seed = [{"seed": s, **group[s]["metrics"][metric], "data_version": group[s].get("data_version"),
-                 "report_dir": group[s]["_dir"]} for s in seeds]
+                 "report_dir": display_path(group[s]["_dir"])} for s in seeds]
     if len(seeds) == 1:
         m = group[seeds[0]]["metrics"][metric]
         return {"value": m["value"], "ci_low": m["ci_low"], "ci_high": m["ci_high"], "sd": None, "n": m["n"],
@@ -214,7 +215,7 @@ def compare(report_dirs: Iterable[str | os.PathLike[str]], out_dir: str | os.Pat
             f"difference_to_{REFERENCE_PRESET}": gains_reference,
             "seed_rule": "paired differences over >= 2 seeds: the 95 % t interval mean +- t(0.975, n-1) sd / sqrt(n) "
                          "excludes 0; one seed: the paired bootstrap interval over test items excludes 0",
-            "reports": [str(p) for p in paths],
+            "reports": [display_path(p) for p in paths],  # repository-relative: the same bytes in every clone
         })
         png_path = _heat_table(tmp / "compare.png", rows, benchmarks, table, info)
     return CompareResult(out_dir=out_dir, table_md=out_dir / md_path.name, table_csv=out_dir / csv_path.name,
