@@ -17,8 +17,8 @@ from PIL import Image
 
 from paco_fr.masks import FLIP_PERMUTATION, REGIONS
 from paco_fr.train.augment import AugmentParams, augment_pair, region_centroids
-from paco_fr.train.data import (DataError, FaceRegionStream, FaceTable, StreamSpec, epoch_plan, make_loader, read_split,
-                                regions_file_name, shard_file_name)
+from paco_fr.train.data import (DataError, FaceRegionStream, FaceTable, Piece, PieceReader, StreamSpec, epoch_plan,
+                                make_loader, read_split, regions_file_name, shard_file_name)
 from paco_fr.train.toydata import toy_face
 
 torch.set_num_threads(1)
@@ -144,6 +144,35 @@ def test_face_table_lookup_with_ids_of_any_length_and_alphabet(tmp_path):
     assert table.lookup(1, "aé".encode()) == 2 and table.lookup(0, b"c") == 1
     assert table.lookup(0, b"a") == -1 and table.lookup(1, b"c") == -1 and table.lookup(0, b"x" * 40) == -1
 
+
+
+def test_a_piece_in_the_middle_of_a_shard_starts_at_its_first_face(corpus):
+    """The crop tar is read from the piece's first face on (the reader seeks to the offset the tar's
+    header index gives), and each face comes with its own region map (looked up in the region tar's
+    index: region tars are sorted by name, crop tars are not)."""
+    corpus_dir, regions_dir = corpus
+    spec = spec_for(corpus)
+    table, shard = spec.faces, 0
+    n = int(table.counts[shard])
+    reader = PieceReader(spec, Piece(shard, 2, n))
+    got = [reader.next() for _ in range(n - 2)]
+    # Face ids in stored (curation) order: the crop tar's .png members that belong to this split.
+    with tarfile.open(corpus_dir / "shards" / table.shards[shard]) as tar:
+        members = [m for m in tar.getmembers() if m.name.endswith(".png")]
+    stored = [m for m in members if table.lookup(shard, m.name[:-4].encode()) >= 0]
+    assert [table.face_id(i) for i, _, _ in got] == [m.name[:-4] for m in stored[2:]]
+    maps = regions_dir / regions_file_name(table.shards[shard])
+    for index, crop, labels in got:
+        face_id = table.face_id(index)
+        assert crop == _member_bytes(corpus_dir / "shards" / table.shards[shard], f"{face_id}.png")
+        assert labels == _member_bytes(maps, f"{face_id}.png")
+    with pytest.raises(DataError, match="the manifest lists"):
+        PieceReader(spec, Piece(shard, n, n + 1)).next()
+
+
+def _member_bytes(path, name) -> bytes:
+    with tarfile.open(path) as tar:
+        return tar.extractfile(name).read()
 
 @pytest.mark.parametrize("ranks,workers", [(2, 2), (1, 1)])
 def test_each_rank_and_worker_reads_its_own_shards_and_together_they_cover_the_epoch_once(corpus, ranks, workers):

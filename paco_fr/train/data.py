@@ -12,9 +12,10 @@ ranges, one per *stream*: ``groups`` x ``streams`` of them. A group is a DDP ran
 default one group per rank) and a stream a DataLoader worker's (by default one per worker), so each
 rank and worker reads its own shards, front to back; two neighbouring streams share at most the
 shard at their boundary, each reading its own faces of it. A stream reads ``interleave`` of its
-shards at a time (the crop tar and the region tar in lockstep, sequentially, via webdataset's tar
-iterator) and draws faces from a shuffle buffer of ``shuffle_buffer`` faces, so a batch mixes
-faces of several shards; the buffer holds compressed bytes, decoded only when a face leaves it.
+shards at a time (each crop tar sequentially from the piece's first face, via webdataset's tar
+iterator; each face's region map where its tar's header index puts it) and draws faces from a
+shuffle buffer of ``shuffle_buffer`` faces, so a batch mixes faces of several shards; the buffer
+holds compressed bytes, decoded only when a face leaves it.
 
 Batch k of the run (global over epochs; epoch k // bpe, batch j = k % bpe) takes ``part`` faces from
 stream (v, k mod streams) of every group v. Rank r owns groups v = r, r + ranks, ... and interleaves
@@ -36,6 +37,7 @@ pieces still open: it gets the same batches as a run that never stopped.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import tarfile
@@ -340,10 +342,60 @@ def _crop_member(name: str) -> bool:
     return name.partition(".")[2] == "png"  # {key}.png, not {key}.labels.png or {key}.json
 
 
+@dataclass(frozen=True, eq=False)
+class TarIndex:
+    """Where the members of one tar lie, read from its headers alone (tarfile seeks over the data):
+    member i is ``names[i]``, its header at byte ``header[i]``, its data at ``data[i]`` (``size[i]``
+    bytes). A few arrays per shard, whatever the corpus size."""
+
+    names: np.ndarray    # bytes (numpy S<L>) [M], utf-8, in stored order
+    header: np.ndarray   # int64 [M]
+    data: np.ndarray     # int64 [M]
+    size: np.ndarray     # int64 [M]
+    by_name: np.ndarray  # int64 [M]: member indices in name order, to look names up
+
+    def position(self, name: bytes) -> int:
+        """Index of member `name`, or -1."""
+        j = int(np.searchsorted(self.names[self.by_name], name))
+        return int(self.by_name[j]) if j < len(self.names) and self.names[self.by_name[j]] == name else -1
+
+
+@functools.lru_cache(maxsize=64)
+def _tar_index(path: str, size: int, mtime_ns: int) -> TarIndex:
+    names, header, data, sizes = [], [], [], []
+    try:
+        with tarfile.open(path, mode="r:") as tar:
+            while (info := tar.next()) is not None:
+                if info.isreg():
+                    names.append(info.name.encode())
+                    header.append(info.offset)
+                    data.append(info.offset_data)
+                    sizes.append(info.size)
+                tar.members = []  # tarfile keeps every TarInfo otherwise
+    except (tarfile.TarError, OSError) as exc:
+        raise DataError(f"{path} is not a readable tar: {exc}") from exc
+    as_array = functools.partial(np.array, dtype=np.int64)
+    names_array = np.array(names, dtype=np.bytes_)
+    return TarIndex(names_array, as_array(header), as_array(data), as_array(sizes),
+                    np.argsort(names_array, kind="stable"))
+
+
+def tar_index(path: Path) -> TarIndex:
+    """The member index of the tar at `path`, cached per process (64 tars) while the file is unchanged.
+    A worker that reads part of a shard seeks straight to it, and each crop finds its region map
+    without reading the region tar through."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise DataError(f"missing shard {path}") from None
+    return _tar_index(str(path), stat.st_size, stat.st_mtime_ns)
+
+
 class PieceReader:
-    """Reads one piece: the crop tar and its region tar front to back, in lockstep. Region maps
-    that come earlier in the region tar than in the crop tar wait in a small look-ahead (at most
-    one shard's maps; none when both tars share an order)."""
+    """Reads one piece: the crop tar front to back from the piece's first face (found by the tar's
+    member index, so a piece in the middle of a shard does not read what comes before it), and each
+    face's region map where the region tar's index says it lies (region tars are sorted by name,
+    crop tars keep curation order)."""
 
     def __init__(self, spec: StreamSpec, piece: Piece) -> None:
         self.faces, self.piece = spec.faces, piece
@@ -352,19 +404,37 @@ class PieceReader:
         self.map_path = Path(spec.regions_dir) / regions_file_name(self.name)
         self._files: list[io.BufferedReader] = []
         self._crops: Iterator[dict] | None = None
-        self._maps: Iterator[dict] | None = None
-        self._ahead: dict[bytes, bytes] = {}
+        self._maps: TarIndex | None = None
         self._seen = 0  # faces of the split read so far in this shard
 
     def _open(self) -> None:
         from webdataset.tariterators import tar_file_iterator
 
-        for path in (self.crop_path, self.map_path):
-            if not path.exists():
-                raise DataError(f"missing shard {path}")
+        crops, self._maps = tar_index(self.crop_path), tar_index(self.map_path)
         self._files = [open(p, "rb", buffering=READ_BUFFER) for p in (self.crop_path, self.map_path)]
+        if self.piece.start:
+            self._files[0].seek(self._start_offset(crops))
+            self._seen = self.piece.start
         self._crops = tar_file_iterator(self._files[0], select_files=_crop_member)
-        self._maps = tar_file_iterator(self._files[1])
+
+    def _start_offset(self, crops: TarIndex) -> int:
+        """Byte offset of the first member of the split's face number `piece.start` in the crop tar."""
+        seen, previous = 0, None
+        for name, offset in zip(crops.names.tolist(), crops.header.tolist()):
+            key = name.partition(b".")[0]
+            if key == previous:
+                continue  # another member of the same face ({id}.json, {id}.png)
+            previous = key
+            if self.faces.lookup(self.piece.shard, key) >= 0:
+                if seen == self.piece.start:
+                    return offset
+                seen += 1
+        raise self._short(seen)
+
+    def _short(self, held: int) -> DataError:
+        expected = int(self.faces.counts[self.piece.shard])
+        return DataError(f"{self.crop_path}: the manifest lists {expected} faces of this split in it, "
+                         f"the shard holds {held}")
 
     def next(self) -> tuple[int, bytes, bytes]:
         """(face index, crop PNG bytes, region map PNG bytes) of the piece's next face."""
@@ -374,31 +444,28 @@ class PieceReader:
         while True:
             member = self._member(self._crops, self.crop_path)
             if member is None:
-                expected = int(self.faces.counts[self.piece.shard])
-                raise DataError(f"{self.crop_path}: the manifest lists {expected} faces of this split in it, "
-                                f"the shard holds {self._seen}")
-            key = member["fname"].partition(".")[0].encode()
-            index = self.faces.lookup(self.piece.shard, key)
+                raise self._short(self._seen)
+            key = member["fname"].partition(".")[0]
+            index = self.faces.lookup(self.piece.shard, key.encode())
             if index < 0:
                 continue  # another split's face
             self._seen += 1
             labels = self._region(key)
-            if self._seen > self.piece.start:
-                if self._seen == self.piece.stop:
-                    self.close()
-                return index, member["data"], labels
+            if self._seen == self.piece.stop:
+                self.close()
+            return index, member["data"], labels
 
-    def _region(self, key: bytes) -> bytes:
-        if key in self._ahead:
-            return self._ahead.pop(key)
+    def _region(self, key: str) -> bytes:
         assert self._maps is not None
-        while (member := self._member(self._maps, self.map_path)) is not None:
-            other = member["fname"].partition(".")[0].encode()
-            if other == key:
-                return member["data"]
-            if self.faces.lookup(self.piece.shard, other) >= 0:
-                self._ahead[other] = member["data"]
-        raise DataError(f"face {key.decode()} has no region map in {self.map_path}")
+        i = self._maps.position(f"{key}.png".encode())
+        if i < 0:
+            raise DataError(f"face {key} has no region map in {self.map_path}")
+        handle = self._files[1]
+        handle.seek(int(self._maps.data[i]))
+        data = handle.read(int(self._maps.size[i]))
+        if len(data) != int(self._maps.size[i]):
+            raise DataError(f"{self.map_path} is not a readable tar: {key}.png is cut short")
+        return data
 
     @staticmethod
     def _member(members: Iterator[dict], path: Path) -> dict | None:
@@ -410,7 +477,7 @@ class PieceReader:
     def close(self) -> None:
         for handle in self._files:
             handle.close()
-        self._files, self._ahead = [], {}
+        self._files = []
 
 
 def stream_faces(spec: StreamSpec, pieces: Sequence[Piece], epoch: int, v: int, s: int,
