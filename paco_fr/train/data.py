@@ -411,7 +411,9 @@ class PieceReader:
         from webdataset.tariterators import tar_file_iterator
 
         crops, self._maps = tar_index(self.crop_path), tar_index(self.map_path)
-        self._files = [open(p, "rb", buffering=READ_BUFFER) for p in (self.crop_path, self.map_path)]
+        # The crop tar is read sequentially (large buffered reads); region maps one by one at their
+        # offsets, unbuffered, so that each costs its own bytes rather than a buffer's worth.
+        self._files = [open(self.crop_path, "rb", buffering=READ_BUFFER), open(self.map_path, "rb", buffering=0)]
         if self.piece.start:
             self._files[0].seek(self._start_offset(crops))
             self._seen = self.piece.start
@@ -460,10 +462,10 @@ class PieceReader:
         i = self._maps.position(f"{key}.png".encode())
         if i < 0:
             raise DataError(f"face {key} has no region map in {self.map_path}")
-        handle = self._files[1]
-        handle.seek(int(self._maps.data[i]))
-        data = handle.read(int(self._maps.size[i]))
-        if len(data) != int(self._maps.size[i]):
+        size = int(self._maps.size[i])
+        self._files[1].seek(int(self._maps.data[i]))
+        data = self._files[1].read(size)
+        if len(data) != size:
             raise DataError(f"{self.map_path} is not a readable tar: {key}.png is cut short")
         return data
 
