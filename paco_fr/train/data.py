@@ -352,12 +352,13 @@ class TarIndex:
     header: np.ndarray   # int64 [M]
     data: np.ndarray     # int64 [M]
     size: np.ndarray     # int64 [M]
-    by_name: np.ndarray  # int64 [M]: member indices in name order, to look names up
+    by_name: np.ndarray  # int64 [M]: member indices in name order
+    sorted_names: np.ndarray  # names[by_name], to look names up
 
     def position(self, name: bytes) -> int:
         """Index of member `name`, or -1."""
-        j = int(np.searchsorted(self.names[self.by_name], name))
-        return int(self.by_name[j]) if j < len(self.names) and self.names[self.by_name[j]] == name else -1
+        j = int(np.searchsorted(self.sorted_names, name))
+        return int(self.by_name[j]) if j < len(self.names) and self.sorted_names[j] == name else -1
 
 
 @functools.lru_cache(maxsize=64)
@@ -376,8 +377,8 @@ def _tar_index(path: str, size: int, mtime_ns: int) -> TarIndex:
         raise DataError(f"{path} is not a readable tar: {exc}") from exc
     as_array = functools.partial(np.array, dtype=np.int64)
     names_array = np.array(names, dtype=np.bytes_)
-    return TarIndex(names_array, as_array(header), as_array(data), as_array(sizes),
-                    np.argsort(names_array, kind="stable"))
+    by_name = np.argsort(names_array, kind="stable")
+    return TarIndex(names_array, as_array(header), as_array(data), as_array(sizes), by_name, names_array[by_name])
 
 
 def tar_index(path: Path) -> TarIndex:
