@@ -411,12 +411,14 @@ class PieceReader:
     def _open(self) -> None:
         from webdataset.tariterators import tar_file_iterator
 
-        crops, self._maps = tar_index(self.crop_path), tar_index(self.map_path)
+        if not self.crop_path.exists():
+            raise DataError(f"missing shard {self.crop_path}")
+        self._maps = tar_index(self.map_path)
         # The crop tar is read sequentially (large buffered reads); region maps one by one at their
         # offsets, unbuffered, so that each costs its own bytes rather than a buffer's worth.
         self._files = [open(self.crop_path, "rb", buffering=READ_BUFFER), open(self.map_path, "rb", buffering=0)]
-        if self.piece.start:
-            self._files[0].seek(self._start_offset(crops))
+        if self.piece.start:  # most pieces start a shard: only the others need the crop tar's index
+            self._files[0].seek(self._start_offset(tar_index(self.crop_path)))
             self._seen = self.piece.start
         self._crops = tar_file_iterator(self._files[0], select_files=_crop_member)
 
