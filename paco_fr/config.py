@@ -50,6 +50,13 @@ class PipelineConfig:
         "paco_fr", "mae", "no_structured_mask", "single_candidate", "no_replacement", "no_spatial",
         "no_incubation"])
     baselines: list[str] = dataclasses.field(default_factory=lambda: ["random", "pixels", "hog"])
+    # How many cores' worth of stages `paco-fr run` runs at once (0: every core this process may use;
+    # 1: one stage at a time, as `dvc repro` does). How the run is executed, never what it builds.
+    jobs: int = 0
+
+    def __post_init__(self) -> None:
+        if self.jobs < 0:
+            raise ValueError(f"pipeline.jobs must be 0 (every core) or more, got {self.jobs}")
 
 
 @dataclasses.dataclass

@@ -18,6 +18,14 @@ from typing import Any, Iterator
 _CHUNK = 1 << 20
 
 
+def available_cores() -> int:
+    """The cores this process may use (its CPU affinity, which container limits set), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

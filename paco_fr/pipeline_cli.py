@@ -36,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="pre-train every preset with seeds 0..N-1 (an experiment; compare reports mean +- sd)")
     p.add_argument("--name", default=None, help="experiment name (with overrides)")
     p.add_argument("--force", action="store_true", help="rebuild every stage even if up to date (production)")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="cores' worth of stages to run at once (default: pipeline.jobs; 0: every core). A stage "
+                        "marked `meta: {cores: all}` in dvc.yaml runs alone. An experiment runs one stage at a time")
     add_config_args(p)
     p.set_defaults(func=_run)
 
@@ -60,13 +63,17 @@ def _run(args: argparse.Namespace) -> int:
             print("paco-fr run: --seeds needs at least 1", file=sys.stderr)
             return 2
         pairs.append(f"pipeline.seeds=[{', '.join(str(s) for s in range(args.seeds))}]")
+    if args.jobs is not None and args.jobs < 0:
+        print("paco-fr run: --jobs needs 0 (every core) or more", file=sys.stderr)
+        return 2
     started = time.time()
     try:
         pairs = override_pairs(None, pairs, root) if pairs else []
         _ensure_raw(root, cfg)
         if pairs:
             return _experiment(root, cfg, pairs, args.name, started)
-        return _production(root, cfg, args.force, started)
+        jobs = cfg.pipeline.jobs if args.jobs is None else args.jobs
+        return _production(root, cfg, args.force, jobs, started)
     except PipelineError as exc:
         print(f"paco-fr run: {exc}", file=sys.stderr)
         return 1
@@ -91,10 +98,17 @@ def _ensure_raw(root: Path, cfg) -> None:
     version_raw(root, cfg.paths.raw_dir, params=to_dict(cfg.curation.builtin) if builtin else {})
 
 
-def _production(root: Path, cfg, force: bool, started: float) -> int:
+def _production(root: Path, cfg, force: bool, jobs: int, started: float) -> int:
+    from paco_fr.io import available_cores
     from paco_fr.pipeline import dvc_repro
+    from paco_fr.scheduler import repro_parallel
 
-    result = dvc_repro([], root=root, force=force)
+    slots = jobs or available_cores()
+    if slots > 1:
+        print(f"[paco-fr] dvc repro, up to {slots} cores' worth of stages at once", flush=True)
+        result = repro_parallel(root, slots, force=force)
+    else:
+        result = dvc_repro([], root=root, force=force)
     for hook in metadata.entry_points(group=RUN_HOOKS):
         hook.load()(root)
     summary = root / cfg.paths.data_dir / "summary"

@@ -31,6 +31,7 @@ from typing import Any
 
 from paco_fr.data.config import CurationConfig
 from paco_fr.data.sources import SourceItem
+from paco_fr.io import available_cores
 
 log = logging.getLogger(__name__)
 
@@ -290,7 +291,4 @@ class ChunkPool:
 
 def default_workers() -> int:
     """The machine's cores available to this process."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
+    return available_cores()

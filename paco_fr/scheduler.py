@@ -1,0 +1,177 @@
+"""Several DVC stages at once: what `paco-fr run` does with the cores one `dvc repro` leaves idle.
+
+`dvc repro` runs a pipeline's stages one after another, and most of ours use one core (an evaluation's
+probes run on one thread), so on a machine with N cores it leaves N-1 idle for most of the run. DVC
+releases its repository lock while a stage's command runs (it keeps read/write locks on the stage's
+own dependencies and outputs), so separate `dvc repro --single-item STAGE` processes can run stages
+that do not depend on each other at once. Each of them still skips a stage that is up to date and
+records its outputs in dvc.lock, and runs the same command in the same environment as `dvc repro`:
+the outputs are the same bytes.
+
+    repro_parallel(root, slots) -> ReproResult
+
+The stages of dvc.yaml run in dependency order on `slots` cores. A stage whose dvc.yaml entry says
+`meta: {cores: all}` (pre-training: one torch thread per core; a curation partition: one worker per
+core) takes every slot and so runs alone; every other stage takes one. Among the stages that are
+ready, the one with the longest chain of stages after it goes first (the path to the comparison table
+through curation and pre-training), and a stage waiting for slots is not overtaken by shorter work, so
+pre-training starts as soon as the evaluations already running finish.
+
+When a stage fails, no new stage starts; the stages already running finish and are recorded (their
+work is kept), then PipelineError names the failed stage with the tail of its output.
+"""
+
+from __future__ import annotations
+
+import queue
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from paco_fr.pipeline import PipelineError, ReproResult, stage_outputs, tool_env
+
+ALL_CORES = "all"
+
+
+@dataclass
+class StageNode:
+    name: str                  # DVC's address: `evaluate@paco_fr-0-synthetic_parsing`
+    needs: set[str]            # stages it depends on (that have a command)
+    cores: str | int = 1       # `meta: {cores: ...}` in dvc.yaml: all, or a number
+    after: int = 0             # length of the longest chain of stages that depend on it
+
+
+def stage_graph(root: Path) -> list[StageNode]:
+    """The stages of dvc.yaml that have a command, with their dependencies, in DVC's order."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        graph = repo.index.graph  # edges: stage -> a stage whose output it depends on
+        stages = [s for s in repo.index.stages if s.cmd]
+        nodes = [StageNode(_address(s, root), {_address(d, root) for d in graph.successors(s) if d.cmd},
+                           (s.meta or {}).get("cores", 1)) for s in stages]
+    users: dict[str, list[str]] = {n.name: [] for n in nodes}
+    for node in nodes:
+        for need in node.needs:
+            users[need].append(node.name)
+    after: dict[str, int] = {}
+
+    def chain(name: str) -> int:  # dvc.yaml's order need not be topological: follow the edges
+        if name not in after:
+            after[name] = max((1 + chain(u) for u in users[name]), default=0)
+        return after[name]
+
+    for node in nodes:
+        node.after = chain(node.name)
+    return nodes
+
+
+def _address(stage, root: Path) -> str:
+    """How `dvc repro` run in `root` names the stage (DVC's own `addressing` is relative to the cwd)."""
+    dvcfile = Path(stage.dvcfile.path).resolve().relative_to(root.resolve()).as_posix()
+    return stage.name if dvcfile == "dvc.yaml" else f"{dvcfile}:{stage.name}"
+
+
+def slots_of(node: StageNode, slots: int) -> int:
+    if node.cores == ALL_CORES:
+        return slots
+    if isinstance(node.cores, int) and node.cores >= 1:
+        return min(node.cores, slots)
+    raise PipelineError(f"stage {node.name}: meta.cores must be 'all' or a positive number, not {node.cores!r}")
+
+
+@dataclass
+class _Running:
+    node: StageNode
+    proc: subprocess.Popen
+    started: float
+    lines: list[str] = field(default_factory=list)
+
+
+def repro_parallel(root: Path, slots: int, *, force: bool = False, stream: bool = True,
+                   on_line: Callable[[str], None] | None = None) -> ReproResult:
+    """Reproduce every stage of dvc.yaml, up to `slots` cores' worth at once (see the module's text).
+    Returns what `dvc_repro` returns for the whole pipeline."""
+    nodes = stage_graph(root)
+    waiting = sorted(nodes, key=lambda n: -n.after)  # stable: DVC's order among equals
+    done: set[str] = set()
+    running: dict[str, _Running] = {}
+    events: queue.Queue = queue.Queue()
+    logs: list[str] = []
+    failed: list[_Running] = []
+    free = slots
+    say = _printer(stream, on_line, prefixed=slots > 1)
+
+    def start(node: StageNode) -> None:
+        cmd = [sys.executable, "-m", "dvc", "--wait-for-lock", "repro", "--single-item",
+               *(["--force"] if force else []), node.name]
+        proc = subprocess.Popen(cmd, cwd=root, env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, bufsize=1)
+        job = running[node.name] = _Running(node, proc, time.perf_counter())
+        threading.Thread(target=_pump, args=(job, events), daemon=True).start()
+
+    try:
+        while waiting or running:
+            while waiting and not failed:
+                ready = next((n for n in waiting if n.needs <= done), None)
+                if ready is None or slots_of(ready, slots) > free:
+                    break  # the most urgent ready stage waits for its slots; nothing overtakes it
+                waiting.remove(ready)
+                free -= slots_of(ready, slots)
+                start(ready)
+            if not running:
+                break  # after a failure: nothing left to wait for
+            kind, job, text = events.get()
+            if kind == "line":
+                job.lines.append(text)
+                say(job.node.name, text)
+                continue
+            del running[job.node.name]
+            free += slots_of(job.node, slots)
+            logs.append("".join(job.lines))
+            seconds = time.perf_counter() - job.started
+            if job.proc.returncode == 0:
+                done.add(job.node.name)
+                say(None, f"[paco-fr] {len(done)}/{len(nodes)} stages done: {job.node.name} ({seconds:.0f} s)"
+                          + (f"; running {', '.join(running)}" if running else "") + "\n")
+            else:
+                failed.append(job)
+                say(None, f"[paco-fr] {job.node.name} failed after {seconds:.0f} s"
+                          + (f"; letting {', '.join(running)} finish" if running else "") + "\n")
+    except BaseException:
+        for job in running.values():  # Ctrl-C reaches the stages through the terminal; anything else:
+            job.proc.terminate()       # stop them, so no stage outlives the run
+        for job in running.values():
+            job.proc.wait()
+        raise
+    if failed:
+        job = failed[0]
+        raise PipelineError(f"dvc repro {job.node.name} failed with exit code {job.proc.returncode}:\n"
+                            + "".join(job.lines[-40:]))
+    return ReproResult(targets=[], outs=stage_outputs(root=root), log="".join(logs))
+
+
+def _pump(job: _Running, events: queue.Queue) -> None:
+    assert job.proc.stdout is not None
+    for line in job.proc.stdout:
+        events.put(("line", job, line))
+    job.proc.wait()
+    events.put(("exit", job, ""))
+
+
+def _printer(stream: bool, on_line: Callable[[str], None] | None, *, prefixed: bool) -> Callable[[str | None, str], None]:
+    """Lines of concurrent stages, each prefixed with its stage's name (they interleave)."""
+    def say(stage: str | None, line: str) -> None:
+        if on_line is not None:
+            on_line(line)
+        if stream:
+            sys.stdout.write(f"[{stage}] {line}" if stage and prefixed else line)
+            sys.stdout.flush()
+    return say
+
+
+__all__ = ["StageNode", "stage_graph", "repro_parallel", "ALL_CORES"]

@@ -1,0 +1,122 @@
+"""`paco-fr run` runs independent DVC stages at once (paco_fr/scheduler.py): on a toy DVC repository
+whose stages log when they ran, and on the tiny real pipeline against a one-stage-at-a-time run."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from paco_fr.pipeline import PipelineError, stage_outputs
+from paco_fr.scheduler import repro_parallel, stage_graph
+from tiny_repo import commit, dvc, make_tiny_repo, paco_fr
+
+WORK = ("a", "b", "c", "d")
+
+# Writes out/NAME/value.txt from its inputs (the same bytes on every run) and, beside the outputs,
+# when it ran (a run fact: times.log is no output). Fails when a file fail-NAME exists.
+STAGE = """\
+import pathlib, sys, time
+name, seconds, inputs = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
+start = time.time()
+time.sleep(seconds)
+if pathlib.Path('fail-' + name).exists():
+    print('cannot make ' + name, flush=True)
+    sys.exit(3)
+value = name + '(' + ','.join(pathlib.Path(i, 'value.txt').read_text() for i in inputs) + ')'
+pathlib.Path('out', name).mkdir(parents=True, exist_ok=True)
+pathlib.Path('out', name, 'value.txt').write_text(value)
+with open('times.log', 'a') as log:
+    log.write(f'{name} {start} {time.time()}\\n')
+"""
+
+
+@pytest.fixture
+def toy_repo(tmp_path):
+    repo = tmp_path / "toy"
+    repo.mkdir()
+    (repo / "stage.py").write_text(STAGE)
+    py = sys.executable
+    work = {f"work-{w}": f"out/work-{w}" for w in WORK}
+    stages = {
+        # Declared first, needed last: the order of dvc.yaml is not the order of the graph.
+        "join": {"cmd": f"{py} stage.py join 0 {' '.join(work.values())}", "deps": ["stage.py", *work.values()],
+                 "outs": ["out/join"]},
+        "prep": {"cmd": f"{py} stage.py prep 0.5", "deps": ["stage.py"], "outs": ["out/prep"],
+                 "meta": {"cores": "all"}},
+        "work": {"foreach": list(WORK), "do": {"cmd": f"{py} stage.py work-${{item}} 1.5 out/prep",
+                                                 "deps": ["stage.py", "out/prep"], "outs": ["out/work-${item}"]}},
+        # Uses every core and needs nothing: it must not run beside anything.
+        "solo": {"cmd": f"{py} stage.py solo 1.0", "deps": ["stage.py"], "outs": ["out/solo"],
+                 "meta": {"cores": "all"}},
+    }
+    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}, sort_keys=False))
+    (repo / ".gitignore").write_text("times.log\nfail-*\n")
+    for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
+        subprocess.run(cmd, cwd=repo, check=True, env={"DVC_NO_ANALYTICS": "1", "PATH": "/usr/bin:/bin"})
+    commit(repo, "toy pipeline")
+    return repo
+
+
+def _intervals(repo: Path) -> dict[str, tuple[float, float]]:
+    rows = [line.split() for line in (repo / "times.log").read_text().splitlines()]
+    return {name: (float(start), float(end)) for name, start, end in rows}
+
+
+def _overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
+
+
+def test_the_graph_follows_dependencies_not_the_order_of_dvc_yaml(toy_repo):
+    nodes = {n.name: n for n in stage_graph(toy_repo)}
+    assert set(nodes) == {"join", "prep", "solo", *(f"work@{w}" for w in WORK)}
+    assert nodes["join"].needs == {f"work@{w}" for w in WORK} and nodes["work@a"].needs == {"prep"}
+    assert (nodes["prep"].after, nodes["work@a"].after, nodes["join"].after, nodes["solo"].after) == (2, 1, 0, 0)
+    assert nodes["prep"].cores == "all" and nodes["work@a"].cores == 1
+
+
+def test_independent_stages_run_at_once_and_build_what_dvc_repro_builds(toy_repo, tmp_path):
+    result = repro_parallel(toy_repo, 2, stream=False)
+    assert sorted(result.ran) == sorted(["prep", "solo", "join", *(f"work@{w}" for w in WORK)])
+    times = _intervals(toy_repo)
+    work = [times[f"work-{w}"] for w in WORK]
+    # Two slots: the work stages ran two at a time, never three; the all-core stages ran alone.
+    assert any(_overlap(x, y) for i, x in enumerate(work) for y in work[i + 1:])
+    assert all(sum(_overlap(x, y) for y in work) <= 2 for x in work)  # itself and at most one more
+    for solo in ("prep", "solo"):
+        assert not any(_overlap(times[solo], t) for name, t in times.items() if name != solo), solo
+    assert times["join"][0] >= max(end for _, end in work)
+    assert (toy_repo / "out" / "join" / "value.txt").read_text() == \
+        "join(" + ",".join(f"work-{w}(prep())" for w in WORK) + ")"
+    # dvc.lock records every stage: DVC sees the pipeline up to date, and a second run runs nothing.
+    assert "up to date" in dvc(toy_repo, "status")
+    assert repro_parallel(toy_repo, 2, stream=False).ran == []
+    # The same outputs, to the byte, as one stage at a time with plain `dvc repro`.
+    twin = tmp_path / "twin"
+    subprocess.run(["git", "clone", "-q", str(toy_repo), str(twin)], check=True)
+    dvc(twin, "repro")
+    assert stage_outputs(root=twin) == result.outs
+
+
+def test_a_failed_stage_stops_new_ones_and_keeps_the_work_that_finished(toy_repo):
+    (toy_repo / "fail-work-b").write_text("")
+    with pytest.raises(PipelineError, match=r"work@b failed.*\n(.|\n)*cannot make work-b"):
+        repro_parallel(toy_repo, 2, stream=False)
+    done = set(yaml.safe_load((toy_repo / "dvc.lock").read_text())["stages"])
+    assert {"prep", "work@a"} <= done and "join" not in done and "work@b" not in done
+    # Fixed, the next run does only what is missing.
+    (toy_repo / "fail-work-b").unlink()
+    assert "prep" not in repro_parallel(toy_repo, 2, stream=False).ran
+    assert "up to date" in dvc(toy_repo, "status")
+
+
+@pytest.mark.slow
+def test_paco_fr_run_gives_the_same_outputs_one_stage_at_a_time(built_repo, tmp_path):
+    """The README's main command ran several stages at once in `built_repo` (2 cores or more); one at
+    a time (`--jobs 1`, plain `dvc repro`) it builds every output with the same md5."""
+    repo = make_tiny_repo(tmp_path / "repo")
+    out = paco_fr(repo, "run", "--jobs", "1").stdout
+    assert "cores' worth of stages" not in out
+    data = lambda outs: {k: v for k, v in outs.items() if not k.startswith("lineage/")}  # noqa: E731 - logs hold run facts
+    assert data(stage_outputs(root=repo)) == data(stage_outputs(root=built_repo))
