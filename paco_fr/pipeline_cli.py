@@ -37,8 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default=None, help="experiment name (with overrides)")
     p.add_argument("--force", action="store_true", help="rebuild every stage even if up to date (production)")
     p.add_argument("--jobs", type=int, default=None, metavar="N",
-                   help="cores' worth of stages to run at once (default: pipeline.jobs; 0: every core). A stage "
-                        "marked `meta: {cores: all}` in dvc.yaml runs alone. An experiment runs one stage at a time")
+                   help="cores' worth of stages to run at once (default: pipeline.jobs; 0: every core; 1: one "
+                        "`dvc repro`). A stage marked `meta: {cores: all}` in dvc.yaml runs alone. An experiment "
+                        "(--set, --full, --seeds) runs its stages one at a time")
     add_config_args(p)
     p.set_defaults(func=_run)
 
@@ -124,8 +125,10 @@ def _production(root: Path, cfg, force: bool, jobs: int, started: float) -> int:
 def _experiment(root: Path, cfg, pairs: list[str], name: str | None, started: float) -> int:
     from paco_fr.pipeline import read_experiment_file, run_experiment
 
+    # One `dvc exp run`: its stages run one at a time. (`dvc exp save` after our own parallel run
+    # would do, but DVC 3.67's commits its temporary .dvc/tmp/repro.dat into the experiment.)
     print(f"[paco-fr] experiment with {' '.join(pairs)} (dvc exp run in a worktree of its own: params.yaml "
-          "and the workspace are not touched)", flush=True)
+          "and the workspace are not touched; its stages run one at a time)", flush=True)
     result = run_experiment(root, pairs, name=name)
     print(f"\n[paco-fr] experiment {result.name} ({result.rev[:10]}) finished in {time.time() - started:.0f} s",
           flush=True)

@@ -23,7 +23,9 @@ work is kept), then PipelineError names the failed stage with the tail of its ou
 
 from __future__ import annotations
 
+import json
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -47,13 +49,17 @@ class StageNode:
 
 def stage_graph(root: Path) -> list[StageNode]:
     """The stages of dvc.yaml that have a command, with their dependencies, in DVC's order."""
+    from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
-    with Repo(str(root)) as repo:
-        graph = repo.index.graph  # edges: stage -> a stage whose output it depends on
-        stages = [s for s in repo.index.stages if s.cmd]
-        nodes = [StageNode(_address(s, root), {_address(d, root) for d in graph.successors(s) if d.cmd},
-                           (s.meta or {}).get("cores", 1)) for s in stages]
+    try:
+        with Repo(str(root)) as repo:
+            graph = repo.index.graph  # edges: stage -> a stage whose output it depends on
+            stages = [s for s in repo.index.stages if s.cmd]
+            nodes = [StageNode(_address(s, root), {_address(d, root) for d in graph.successors(s) if d.cmd},
+                               (s.meta or {}).get("cores", 1)) for s in stages]
+    except DvcException as exc:
+        raise PipelineError(f"DVC cannot read the pipeline of {root}: {exc}") from exc
     users: dict[str, list[str]] = {n.name: [] for n in nodes}
     for node in nodes:
         for need in node.needs:
@@ -92,24 +98,29 @@ class _Running:
     lines: list[str] = field(default_factory=list)
 
 
-def repro_parallel(root: Path, slots: int, *, force: bool = False, stream: bool = True,
-                   on_line: Callable[[str], None] | None = None) -> ReproResult:
+def repro_parallel(root: Path, slots: int, *, force: bool = False, env: dict[str, str] | None = None,
+                   stream: bool = True, on_line: Callable[[str], None] | None = None) -> ReproResult:
     """Reproduce every stage of dvc.yaml, up to `slots` cores' worth at once (see the module's text).
     Returns what `dvc_repro` returns for the whole pipeline."""
     nodes = stage_graph(root)
-    waiting = sorted(nodes, key=lambda n: -n.after)  # stable: DVC's order among equals
-    done: set[str] = set()
+    for node in nodes:
+        slots_of(node, slots)  # a bad meta.cores is refused before anything starts
+    runs = _to_run(nodes, {n.name for n in nodes} if force else changed_stages(root, env))
+    done = {n.name for n in nodes if n.name not in runs}
+    waiting = sorted((n for n in nodes if n.name in runs), key=lambda n: -n.after)  # stable among equals
     running: dict[str, _Running] = {}
     events: queue.Queue = queue.Queue()
     logs: list[str] = []
     failed: list[_Running] = []
     free = slots
     say = _printer(stream, on_line, prefixed=slots > 1)
+    if done:
+        say(None, f"[paco-fr] {len(done)} of {len(nodes)} stages up to date (dvc status)\n")
 
     def start(node: StageNode) -> None:
         cmd = [sys.executable, "-m", "dvc", "--wait-for-lock", "repro", "--single-item",
                *(["--force"] if force else []), node.name]
-        proc = subprocess.Popen(cmd, cwd=root, env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(cmd, cwd=root, env=tool_env(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, bufsize=1)
         job = running[node.name] = _Running(node, proc, time.perf_counter())
         threading.Thread(target=_pump, args=(job, events), daemon=True).start()
@@ -143,16 +154,46 @@ def repro_parallel(root: Path, slots: int, *, force: bool = False, stream: bool 
                 say(None, f"[paco-fr] {job.node.name} failed after {seconds:.0f} s"
                           + (f"; letting {', '.join(running)} finish" if running else "") + "\n")
     except BaseException:
-        for job in running.values():  # Ctrl-C reaches the stages through the terminal; anything else:
-            job.proc.terminate()       # stop them, so no stage outlives the run
-        for job in running.values():
-            job.proc.wait()
+        _stop(running.values())
         raise
     if failed:
         job = failed[0]
         raise PipelineError(f"dvc repro {job.node.name} failed with exit code {job.proc.returncode}:\n"
                             + "".join(job.lines[-40:]))
     return ReproResult(targets=[], outs=stage_outputs(root=root), log="".join(logs))
+
+
+def changed_stages(root: Path, env: dict[str, str] | None = None) -> set[str]:
+    """The stages `dvc status` finds changed now (their own dependencies, parameters or outputs)."""
+    proc = subprocess.run([sys.executable, "-m", "dvc", "--wait-for-lock", "status", "--json"], cwd=root,
+                          env=tool_env(env), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise PipelineError(f"dvc status failed with exit code {proc.returncode}:\n{proc.stderr[-3000:]}")
+    return set(json.loads(proc.stdout or "{}"))
+
+
+def _to_run(nodes: list[StageNode], changed: set[str]) -> set[str]:
+    """The changed stages and every stage after one of them: an unchanged stage can only change
+    through the outputs of a stage before it (it may still skip itself, if those come out the same)."""
+    runs = {n.name for n in nodes} & changed
+    grew = True
+    while grew:
+        before = len(runs)
+        runs |= {n.name for n in nodes if n.needs & runs}
+        grew = len(runs) > before
+    return runs
+
+
+def _stop(jobs) -> None:
+    """Interrupt the running stages as Ctrl-C does (DVC then stops its command), then make sure."""
+    for job in jobs:
+        job.proc.send_signal(signal.SIGINT)
+    for job in jobs:
+        try:
+            job.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            job.proc.kill()
+            job.proc.wait()
 
 
 def _pump(job: _Running, events: queue.Queue) -> None:
