@@ -160,6 +160,8 @@ def repro_parallel(root: Path, slots: int, *, force: bool = False, env: dict[str
         job = failed[0]
         raise PipelineError(f"dvc repro {job.node.name} failed with exit code {job.proc.returncode}:\n"
                             + "".join(job.lines[-40:]))
+    if waiting:  # cannot happen in DVC's acyclic graph; never report success for stages that did not run
+        raise PipelineError(f"stages never became ready: {', '.join(n.name for n in waiting)}")
     return ReproResult(targets=[], outs=stage_outputs(root=root), log="".join(logs))
 
 
