@@ -98,14 +98,13 @@ class _Running:
     lines: list[str] = field(default_factory=list)
 
 
-def repro_parallel(root: Path, slots: int, *, force: bool = False, env: dict[str, str] | None = None,
-                   stream: bool = True, on_line: Callable[[str], None] | None = None) -> ReproResult:
+def repro_parallel(root: Path, slots: int, *, force: bool = False, stream: bool = True) -> ReproResult:
     """Reproduce every stage of dvc.yaml, up to `slots` cores' worth at once (see the module's text).
     Returns what `dvc_repro` returns for the whole pipeline."""
     nodes = stage_graph(root)
     for node in nodes:
         slots_of(node, slots)  # a bad meta.cores is refused before anything starts
-    runs = _to_run(nodes, {n.name for n in nodes} if force else changed_stages(root, env))
+    runs = _to_run(nodes, {n.name for n in nodes} if force else changed_stages(root))
     done = {n.name for n in nodes if n.name not in runs}
     waiting = sorted((n for n in nodes if n.name in runs), key=lambda n: -n.after)  # stable among equals
     running: dict[str, _Running] = {}
@@ -113,14 +112,14 @@ def repro_parallel(root: Path, slots: int, *, force: bool = False, env: dict[str
     logs: list[str] = []
     failed: list[_Running] = []
     free = slots
-    say = _printer(stream, on_line, prefixed=slots > 1)
+    say = _printer(stream, prefixed=slots > 1)
     if done:
         say(None, f"[paco-fr] {len(done)} of {len(nodes)} stages up to date (dvc status)\n")
 
     def start(node: StageNode) -> None:
         cmd = [sys.executable, "-m", "dvc", "--wait-for-lock", "repro", "--single-item",
                *(["--force"] if force else []), node.name]
-        proc = subprocess.Popen(cmd, cwd=root, env=tool_env(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(cmd, cwd=root, env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, bufsize=1)
         job = running[node.name] = _Running(node, proc, time.perf_counter())
         threading.Thread(target=_pump, args=(job, events), daemon=True).start()
@@ -165,10 +164,10 @@ def repro_parallel(root: Path, slots: int, *, force: bool = False, env: dict[str
     return ReproResult(targets=[], outs=stage_outputs(root=root), log="".join(logs))
 
 
-def changed_stages(root: Path, env: dict[str, str] | None = None) -> set[str]:
+def changed_stages(root: Path) -> set[str]:
     """The stages `dvc status` finds changed now (their own dependencies, parameters or outputs)."""
     proc = subprocess.run([sys.executable, "-m", "dvc", "--wait-for-lock", "status", "--json"], cwd=root,
-                          env=tool_env(env), capture_output=True, text=True)
+                          env=tool_env(), capture_output=True, text=True)
     if proc.returncode != 0:
         raise PipelineError(f"dvc status failed with exit code {proc.returncode}:\n{proc.stderr[-3000:]}")
     return set(json.loads(proc.stdout or "{}"))
@@ -206,11 +205,9 @@ def _pump(job: _Running, events: queue.Queue) -> None:
     events.put(("exit", job, ""))
 
 
-def _printer(stream: bool, on_line: Callable[[str], None] | None, *, prefixed: bool) -> Callable[[str | None, str], None]:
+def _printer(stream: bool, *, prefixed: bool) -> Callable[[str | None, str], None]:
     """Lines of concurrent stages, each prefixed with its stage's name (they interleave)."""
     def say(stage: str | None, line: str) -> None:
-        if on_line is not None:
-            on_line(line)
         if stream:
             sys.stdout.write(f"[{stage}] {line}" if stage and prefixed else line)
             sys.stdout.flush()
