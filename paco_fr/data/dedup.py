@@ -66,6 +66,30 @@ def hash_bytes(hex_digests: list[str] | np.ndarray) -> np.ndarray:
     return np.frombuffer(bytes.fromhex("".join(hex_digests)), np.uint8).reshape(-1, HASH_BITS // 8).copy()
 
 
+_HEX_VALUES = np.full(256, 255, np.uint8)
+_HEX_VALUES[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16)
+_HEX_VALUES[np.frombuffer(b"ABCDEF", np.uint8)] = np.arange(10, 16)
+
+
+def hex_codes(hex_digests: "pa.Array | pa.ChunkedArray") -> np.ndarray:
+    """`hash_bytes` of an Arrow string array, read from its buffers: no Python string per hash."""
+    import pyarrow as pa  # noqa: PLC0415
+
+    if isinstance(hex_digests, pa.ChunkedArray):
+        hex_digests = hex_digests.combine_chunks()
+    n = len(hex_digests)
+    if n == 0 or hex_digests.null_count or not pa.types.is_string(hex_digests.type):
+        return hash_bytes(hex_digests.to_pylist())  # empty, or what hash_bytes rejects: its own error
+    offsets = np.frombuffer(hex_digests.buffers()[1], np.int32)[hex_digests.offset:hex_digests.offset + n + 1]
+    if np.any(np.diff(offsets) != HASH_HEX):
+        return hash_bytes(hex_digests.to_pylist())
+    text = np.frombuffer(hex_digests.buffers()[2], np.uint8)[offsets[0]:offsets[-1]].reshape(n, HASH_HEX)
+    nibbles = _HEX_VALUES[text]
+    if np.any(nibbles == 255):
+        return hash_bytes(hex_digests.to_pylist())
+    return (nibbles[:, 0::2] << 4) | nibbles[:, 1::2]
+
+
 def hamming_hex(a: str, b: str) -> int:
     return (int(a, 16) ^ int(b, 16)).bit_count()
 

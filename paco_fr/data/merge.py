@@ -15,40 +15,42 @@ workers, and whichever machine curated which partition:
    are copied byte for byte from the partitions' chunk tars;
 5. manifest.parquet (shard order), rejected.parquet (path order), validation.json (Great
    Expectations), preview.png, summary.json.
+
+Memory does not grow with the corpus but for a few dozen bytes per face: the decisions are made on
+narrow arrays (paco_fr.data.decide), the tables' rows are gathered `row_group_rows` at a time in
+their output order (paco_fr.data.gather) and written as one row group each, and validation,
+preview and summary read the written manifest `batch_rows` rows at a time. Neither size changes a
+byte of the corpus but the manifest's row groups: corpora of up to `row_group_rows` faces hold one.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import os
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 
-from paco_fr.data.chunks import settings_hash
 from paco_fr.data.config import CurationConfig
-from paco_fr.data.dedup import BinaryHashIndex, hash_bytes
-from paco_fr.data.manifest import (MANIFEST_FILE, MANIFEST_SCHEMA, REJECTED_FILE, REJECTED_SCHEMA,
-                                   PART_FACES_SCHEMA, PART_INPUTS_SCHEMA, parquet_appender)
-from paco_fr.data.partition import PART_FACES, PART_INPUTS, partition_items, read_part_marker
+from paco_fr.data.decide import Decisions, decide
+from paco_fr.data.gather import gather_in_order
+from paco_fr.data.manifest import (MANIFEST_FILE, MANIFEST_SCHEMA, REJECTED_FILE, REJECTED_SCHEMA, parquet_appender)
+from paco_fr.data.part_check import check_parts
+from paco_fr.data.partition import PART_FACES, PART_INPUTS
 from paco_fr.data.preview import write_preview
-from paco_fr.data.process import compose_detail
-from paco_fr.data.reasons import Reason
 from paco_fr.data.shards import SHARD_PATTERN, ShardWriter, remove_partials
-from paco_fr.data.sources import SourceItem, discover, fingerprint
-from paco_fr.data.splits import assign_splits, unit_keys
-from paco_fr.data.validation import CorpusValidationError, ValidationReport, validate_manifest
+from paco_fr.data.sources import SourceItem
+from paco_fr.data.splits import SPLITS
+from paco_fr.data.validation import CorpusValidationError, ValidationReport, validate_manifest_file
 from paco_fr.io import remove_stale_temporaries, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -58,9 +60,15 @@ SUMMARY_FILE = "summary.json"
 PREVIEW_FILE = "preview.png"
 VALIDATION_FILE = "validation.json"
 FINAL_FILES = (MANIFEST_FILE, REJECTED_FILE, SUMMARY_FILE, PREVIEW_FILE, VALIDATION_FILE)
+SPILL_FILE = ".merge-spill.arrow"  # rows on their way to their place in a table (paco_fr.data.gather)
 # How the corpus was computed, not what it is: left out of summary.json's config.
 HOW_KEYS = ("partitions", "chunk_inputs", "source")
 _MEMBERS = (("json", "json"), ("labels.png", "labels"), ("png", "png"))  # shard extension, column prefix
+# Rows per row group of manifest.parquet and rejected.parquet, and what the merge holds of them at
+# once (~1 KB a row). Part of the corpus's bytes (a corpus of up to this many faces has one row group).
+ROW_GROUP_ROWS = 8192
+# Rows per read of a Parquet file (partitions, the written manifest): memory, never bytes.
+BATCH_ROWS = 8192
 
 
 @dataclass
@@ -75,35 +83,28 @@ class CurationResult:
 
 def merge_partitions(cfg: CurationConfig, source: str | os.PathLike[str], part_dirs: Sequence[str | os.PathLike[str]],
                      out_dir: str | os.PathLike[str], *, items: Sequence[SourceItem] | None = None,
-                     progress: bool = True) -> CurationResult:
+                     progress: bool = True, batch_rows: int = BATCH_ROWS,
+                     row_group_rows: int = ROW_GROUP_ROWS) -> CurationResult:
     """Merge the finished partitions `part_dirs` (all `cfg.n_partitions` of them, any order) of `source`
     into the corpus `out_dir`. Raises ValueError when they do not belong together or are stale, and
-    CorpusValidationError (after writing every output) when the manifest fails the suite."""
+    CorpusValidationError (after writing every output) when the manifest fails the suite.
+    `batch_rows` bounds the rows read at once, `row_group_rows` the rows written at once."""
     started = time.perf_counter()
     root, out_dir = Path(source), Path(out_dir)
     part_dirs = [Path(p) for p in part_dirs]
     check_locations(root, out_dir)
-    _check_parts(cfg, part_dirs, discover(root) if items is None else items)
-    del items  # every table below holds one row per input or face: drop each as soon as it is used
+    check_parts(cfg, root, part_dirs, items)
+    del items
     _clear_outputs(out_dir)
-
-    inputs = _read_inputs(part_dirs)              # one row per input, path order
-    faces = _read_faces(part_dirs)                # one row per candidate face, (path, rank) order
-    _exact_duplicates(inputs)
-    accepted, face_rejections = _near_duplicates(cfg, inputs, faces)
-    manifest = faces[accepted].reset_index(drop=True)
-    del faces
-    manifest["split"] = assign_splits(unit_keys(manifest["identity"], manifest["source_sha256"]), cfg.split)
-    manifest = _shard_order(manifest, cfg)
-    _write_shards(manifest, part_dirs, out_dir, progress=progress)
-    n_inputs, rejected = len(inputs), inputs[inputs["reason"].notna()]
-    del inputs
-    _write_table(out_dir / REJECTED_FILE, rejected, REJECTED_SCHEMA)
-    _write_table(out_dir / MANIFEST_FILE, manifest, MANIFEST_SCHEMA)
-    del manifest
-    manifest = pd.read_parquet(out_dir / MANIFEST_FILE)  # what users read, dtypes included
-    return _finalise(cfg, manifest, rejected, face_rejections, out_dir, n_inputs=n_inputs,
-                     merge_s=time.perf_counter() - started)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    decisions = decide(cfg, part_dirs, batch_rows=batch_rows)
+    sizes = _Sizes(batch_rows=batch_rows, row_group_rows=row_group_rows)
+    rejected_by_reason = _write_rejected(decisions, part_dirs, out_dir, sizes)
+    facts = _write_manifest(cfg, decisions, part_dirs, out_dir, sizes, progress=progress)
+    summary_in = _SummaryInputs(n_inputs=decisions.n_inputs, rejected_by_reason=rejected_by_reason,
+                                face_rejections=decisions.face_rejections, manifest=facts)
+    del decisions
+    return _finalise(cfg, summary_in, out_dir, batch_rows=batch_rows, merge_s=time.perf_counter() - started)
 
 
 def check_locations(root: Path, out_dir: Path) -> None:
@@ -117,42 +118,7 @@ def check_locations(root: Path, out_dir: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------- #
-# reading the partitions
-
-
-def _check_parts(cfg: CurationConfig, part_dirs: list[Path], items: Sequence[SourceItem]) -> None:
-    markers = [read_part_marker(d) for d in part_dirs]
-    settings = settings_hash(cfg)
-    seen: dict[int, Path] = {}
-    for path, marker in zip(part_dirs, markers):
-        if marker["partitions"] != cfg.n_partitions:
-            raise ValueError(f"{path} is partition {marker['part']} of {marker['partitions']}, but "
-                             f"curation.partitions is {cfg.n_partitions}")
-        if marker["settings"] != settings:
-            raise ValueError(f"{path} was curated with other settings than this merge's: run curate-part again")
-        if marker["part"] in seen:
-            raise ValueError(f"partition {marker['part']} given twice: {seen[marker['part']]} and {path}")
-        seen[marker["part"]] = path
-        if marker["inputs_fingerprint"] != fingerprint(partition_items(items, marker["part"], cfg.n_partitions)):
-            raise ValueError(f"{path} is stale: the source's files of partition {marker['part']} changed since it "
-                             f"was curated; run curate-part again")
-    missing = sorted(set(range(cfg.n_partitions)) - set(seen))
-    if missing:
-        raise ValueError(f"missing partition(s) {missing} of {cfg.n_partitions}")
-
-
-def _read_inputs(part_dirs: list[Path]) -> pd.DataFrame:
-    tables = [pq.read_table(d / PART_INPUTS, schema=PART_INPUTS_SCHEMA) for d in part_dirs]
-    inputs = pa.concat_tables(tables).to_pandas()
-    return inputs.sort_values("source_path", kind="stable").reset_index(drop=True)
-
-
-def _read_faces(part_dirs: list[Path]) -> pd.DataFrame:
-    tables = [pq.read_table(d / PART_FACES, schema=PART_FACES_SCHEMA).append_column(
-        "part", pa.array(np.full(pq.read_metadata(d / PART_FACES).num_rows, i, np.int32)))
-        for i, d in enumerate(part_dirs)]
-    faces = pa.concat_tables(tables).to_pandas()
-    return faces.sort_values(["source_path", "face_index"], kind="stable").reset_index(drop=True)
+# writing
 
 
 def _clear_outputs(out_dir: Path) -> None:
@@ -160,137 +126,185 @@ def _clear_outputs(out_dir: Path) -> None:
     for name in FINAL_FILES:
         (out_dir / name).unlink(missing_ok=True)
         remove_stale_temporaries(out_dir / name)
+    (out_dir / SPILL_FILE).unlink(missing_ok=True)
     shard_dir = out_dir / SHARD_DIR
     remove_partials(shard_dir)
     for path in shard_dir.glob("shard-*.tar") if shard_dir.is_dir() else ():
         path.unlink()
 
 
-# --------------------------------------------------------------------------------------------- #
-# global decisions
+@dataclass(frozen=True)
+class _Sizes:
+    batch_rows: int
+    row_group_rows: int
 
 
-def _exact_duplicates(inputs: pd.DataFrame) -> None:
-    """Mark later copies (same file bytes, else same decoded pixels) of an earlier input, in place."""
-    file_sha = inputs["source_sha256"]
-    file_dup = file_sha.notna() & file_sha.duplicated()
-    first_file = inputs.groupby("source_sha256")["source_path"].transform("first")
-    pixels = inputs["pixel_sha256"].where(~file_dup)
-    pixel_dup = pixels.notna() & pixels.duplicated()
-    first_pixels = inputs.assign(p=pixels).groupby("p")["source_path"].transform("first")
-    inputs.loc[file_dup, "reason"] = Reason.DUPLICATE.value
-    inputs.loc[file_dup, "detail"] = "same file bytes as " + first_file[file_dup]
-    inputs.loc[pixel_dup, "reason"] = Reason.DUPLICATE.value
-    inputs.loc[pixel_dup, "detail"] = "same decoded pixels as " + first_pixels[pixel_dup]
-    inputs.loc[file_dup | pixel_dup, "face_failures"] = None
+def _write_rejected(decisions: Decisions, part_dirs: list[Path], out_dir: Path, sizes: _Sizes) -> Counter:
+    """rejected.parquet: the rejected inputs in path order, with their final verdicts. Returns the
+    count of each reason."""
+    verdicts, positions = decisions.verdicts, decisions.rejected_positions
+    blocks = gather_in_order([d / PART_INPUTS for d in part_dirs], decisions.rejected_dest, out_dir / SPILL_FILE,
+                             block_rows=sizes.row_group_rows, batch_rows=sizes.batch_rows,
+                             columns=["source_path", "detail", "source_sha256", "pixel_sha256", "sidecar_paths"])
+    reasons = np.array(verdicts.reasons, dtype=object)
+    with parquet_appender(out_dir / REJECTED_FILE, REJECTED_SCHEMA) as append:
+        written = 0
+        for block in blocks:
+            mine = positions[block["_dest"].to_numpy()]
+            details = [verdicts.detail(int(p)) for p in mine]
+            kept = block["detail"].to_pylist()
+            block = block.set_column(block.schema.get_field_index("detail"), "detail",
+                                     pa.array([d if d is not None else k for d, k in zip(details, kept)], pa.string()))
+            block = block.append_column("reason", pa.array(reasons[verdicts.reason[mine]], pa.string()))
+            append(_as_written(block, REJECTED_SCHEMA))
+            written += 1
+        if not written:  # the file exists, with its schema, for a corpus that rejected nothing
+            append(REJECTED_SCHEMA.empty_table())
+    return Counter({str(reasons[code]): int(n) for code, n in
+                    zip(*np.unique(verdicts.reason[positions], return_counts=True))})
 
 
-def _near_duplicates(cfg: CurationConfig, inputs: pd.DataFrame, faces: pd.DataFrame) -> tuple[np.ndarray, Counter]:
-    """Accept faces in canonical order unless an earlier accepted face or image is near; update the
-    verdicts of inputs left without a face. Returns (accepted mask over `faces`, reasons of faces
-    dropped inside accepted inputs)."""
-    nd = cfg.near_duplicate
-    face_index, image_index = BinaryHashIndex(nd.face_bits), BinaryHashIndex(nd.image_bits)
-    live = set(inputs.loc[inputs["reason"].isna(), "source_path"])
-    face_codes, image_codes = hash_bytes(faces["phash"].to_numpy()), hash_bytes(faces["image_phash"].to_numpy())
-    paths, ranks = faces["source_path"].to_numpy(), faces["face_index"].to_numpy()
-    accepted = np.zeros(len(faces), dtype=bool)
-    row_of_input = pd.Series(inputs.index, index=inputs["source_path"])
-    dropped: Counter[str] = Counter()
-    starts = np.flatnonzero(np.r_[True, paths[1:] != paths[:-1]]) if len(faces) else np.array([], int)
-    for start, stop in zip(starts, [*starts[1:], len(faces)]):
-        path = paths[start]
-        if path not in live:
-            continue
-        row = row_of_input[path]
-        failures = [tuple(f) for f in json.loads(inputs.at[row, "face_failures"] or "[]")]
-        hit = image_index.nearest(image_codes[start])
-        if hit is not None:
-            other, distance = hit
-            inputs.at[row, "reason"] = Reason.NEAR_DUPLICATE.value
-            inputs.at[row, "detail"] = f"image perceptual hash within {distance} bits of {paths[other]}"
-            continue
-        for i in range(start, stop):
-            hit = face_index.nearest(face_codes[i])
-            if hit is None:
-                accepted[i] = True
-                face_index.add(face_codes[i], i)
-            else:
-                other, distance = hit
-                failures.append((int(ranks[i]), Reason.NEAR_DUPLICATE.value,
-                                 f"face perceptual hash within {distance} bits of {paths[other]}#{ranks[other]}"))
-        if accepted[start:stop].any():
-            image_index.add(image_codes[start], start)
-            dropped.update(reason for _, reason, _ in failures)
-        else:
-            failures.sort()
-            inputs.at[row, "reason"] = failures[0][1]
-            inputs.at[row, "detail"] = compose_detail(failures)
-    return accepted, dropped
+def _as_written(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`schema`'s columns, one chunk each (chunking would change the file's pages), and a float NaN
+    stored as null, as the pandas round trip of earlier versions stored it (same bytes)."""
+    columns = []
+    for f in schema:
+        column = table[f.name].combine_chunks().cast(f.type)
+        if pa.types.is_floating(f.type) and pc.any(pc.is_nan(column)).as_py():
+            column = pc.if_else(pc.is_nan(column), pa.scalar(None, f.type), column)
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
-def _shard_order(manifest: pd.DataFrame, cfg: CurationConfig) -> pd.DataFrame:
-    """Faces in a seeded global order, `shard_size` per shard."""
-    seed = cfg.order_seed
-    keys = [hashlib.sha256(f"{seed}:{face_id}".encode()).digest()[:8] for face_id in manifest["face_id"]]
-    manifest = manifest.assign(_order=keys).sort_values(["_order", "face_id"], kind="stable").drop(columns="_order")
-    manifest = manifest.reset_index(drop=True)
-    manifest["shard"] = [f"{SHARD_DIR}/{SHARD_PATTERN.format(index=i // cfg.shard_size)}" for i in range(len(manifest))]
-    return manifest
-
-
-# --------------------------------------------------------------------------------------------- #
-# writing
-
-
-def _write_shards(manifest: pd.DataFrame, part_dirs: list[Path], out_dir: Path, *, progress: bool) -> None:
-    """Copy each face's members, byte for byte, from its chunk tar into its corpus shard."""
+def _write_manifest(cfg: CurationConfig, decisions: Decisions, part_dirs: list[Path], out_dir: Path, sizes: _Sizes,
+                    *, progress: bool) -> "_ManifestFacts":
+    """manifest.parquet in shard order and the shards, one row group of faces at a time."""
     from tqdm.auto import tqdm  # noqa: PLC0415
 
-    writer = ShardWriter(out_dir / SHARD_DIR)
-    handles: dict[tuple[int, str], int] = {}
-    columns = {c: manifest[c].to_numpy() for c in ("face_id", "part", "chunk", "shard")}
-    offsets = {p: (manifest[f"{p}_offset"].to_numpy(), manifest[f"{p}_size"].to_numpy()) for _, p in _MEMBERS}
-    try:
-        for i in tqdm(range(len(manifest)), desc="merge", unit="face", disable=not progress, mininterval=1.0):
-            key = (int(columns["part"][i]), str(columns["chunk"][i]))
-            if key not in handles:
-                if len(handles) >= 64:  # a few chunk tars open at a time, never all of them
-                    os.close(handles.pop(next(iter(handles))))
-                handles[key] = os.open(part_dirs[key[0]] / key[1], os.O_RDONLY)
-            members = {}
-            for ext, prefix in _MEMBERS:
-                offset, size = offsets[prefix][0][i], offsets[prefix][1][i]
-                if not pd.isna(offset):
-                    members[ext] = os.pread(handles[key], int(size), int(offset))
-            writer.add(str(columns["face_id"][i]), members)
-            if i + 1 == len(manifest) or columns["shard"][i + 1] != columns["shard"][i]:
-                writer.finish()
-    except BaseException:
-        writer.abort()
-        raise
-    finally:
-        for fd in handles.values():
+    facts = _ManifestFacts(preview_limit=cfg.preview_faces)
+    names = np.array(SPLITS, dtype=object)
+    blocks = gather_in_order([d / PART_FACES for d in part_dirs], decisions.face_dest, out_dir / SPILL_FILE,
+                             block_rows=sizes.row_group_rows, batch_rows=sizes.batch_rows)
+    total = decisions.n_faces
+    with parquet_appender(out_dir / MANIFEST_FILE, MANIFEST_SCHEMA) as append, _Members(part_dirs) as members, \
+            tqdm(total=total, desc="merge", unit="face", disable=not progress, mininterval=1.0) as bar:
+        writer = ShardWriter(out_dir / SHARD_DIR)
+        try:
+            for block in blocks:
+                positions = block["_dest"].to_numpy()
+                block = block.append_column("split", pa.array(names[decisions.split[positions]], pa.string()))
+                block = block.append_column("shard", _shard_names(positions // cfg.shard_size))
+                _copy_members(writer, block, members, last=total - 1, shard_size=cfg.shard_size)
+                table = _as_written(block, MANIFEST_SCHEMA)
+                append(table)
+                facts.add(table)
+                bar.update(table.num_rows)
+        except BaseException:
+            writer.abort()
+            raise
+        if not facts.faces:
+            append(MANIFEST_SCHEMA.empty_table())
+    return facts
+
+
+def _shard_names(index: np.ndarray) -> pa.Array:
+    first = np.unique(index)
+    names = pa.array([f"{SHARD_DIR}/{SHARD_PATTERN.format(index=int(i))}" for i in first], pa.string())
+    return names.take(pa.array(np.searchsorted(first, index)))
+
+
+class _Members:
+    """The partitions' chunk tars, a few open at a time (never all of them), read with pread."""
+
+    def __init__(self, part_dirs: list[Path]) -> None:
+        self.part_dirs = part_dirs
+        self.handles: dict[tuple[int, str], int] = {}
+
+    def __enter__(self) -> "_Members":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for fd in self.handles.values():
             os.close(fd)
+        self.handles.clear()
+
+    def read(self, part: int, chunk: str, offset: int, size: int) -> bytes:
+        key = (part, chunk)
+        if key not in self.handles:
+            if len(self.handles) >= 64:
+                os.close(self.handles.pop(next(iter(self.handles))))
+            self.handles[key] = os.open(self.part_dirs[part] / chunk, os.O_RDONLY)
+        return os.pread(self.handles[key], size, offset)
 
 
-def _write_table(path: Path, frame: pd.DataFrame, schema: pa.Schema) -> None:
-    table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
-    with parquet_appender(path, schema) as append:
-        append(table)
+def _copy_members(writer: ShardWriter, block: pa.Table, members: _Members, *, last: int, shard_size: int) -> None:
+    """Copy each face's members, byte for byte, from its chunk tar into its corpus shard."""
+    columns = {c: block[c].to_pylist() for c in ("face_id", "_source", "chunk", "_dest")}
+    offsets = {p: (block[f"{p}_offset"].to_pylist(), block[f"{p}_size"].to_pylist()) for _, p in _MEMBERS}
+    for i, face_id in enumerate(columns["face_id"]):
+        part, chunk = columns["_source"][i], columns["chunk"][i]
+        found = {}
+        for ext, prefix in _MEMBERS:
+            offset, size = offsets[prefix][0][i], offsets[prefix][1][i]
+            if offset is not None:
+                found[ext] = members.read(part, chunk, offset, size)
+        writer.add(str(face_id), found)
+        position = columns["_dest"][i]
+        if position == last or (position + 1) % shard_size == 0:
+            writer.finish()
 
 
-def _finalise(cfg: CurationConfig, manifest: pd.DataFrame, rejected: pd.DataFrame, face_rejections: Counter,
-              out_dir: Path, *, n_inputs: int, merge_s: float) -> CurationResult:
+@dataclass
+class _ManifestFacts:
+    """What summary.json and preview.png need of the manifest, counted as its row groups go by."""
+
+    preview_limit: int
+    faces: int = 0
+    synthetic: int = 0
+    by_split: Counter = field(default_factory=Counter)
+    by_landmark_source: Counter = field(default_factory=Counter)
+    shards: set = field(default_factory=set)
+    preview: dict[bool, list[dict[str, Any]]] = field(default_factory=lambda: {False: [], True: []})
+
+    def add(self, table: pa.Table) -> None:
+        synthetic = pc.fill_null(table["synthetic"], False)  # pandas' astype(bool) of a null: False
+        self.faces += table.num_rows
+        self.synthetic += int(pc.sum(synthetic.cast(pa.int64())).as_py() or 0)
+        for counter, column in ((self.by_split, "split"), (self.by_landmark_source, "landmark_source")):
+            for entry in pc.value_counts(table[column].drop_null()).to_pylist():
+                counter[entry["values"]] += entry["counts"]
+        self.shards.update(table["shard"].drop_null().unique().to_pylist())
+        # preview.choose_faces takes real faces first, then synthetic ones, each in manifest order
+        flags = synthetic.to_numpy(zero_copy_only=False)
+        for kind in (False, True):
+            wanted = self.preview_limit - len(self.preview[kind])
+            rows = np.flatnonzero(flags == kind)[:max(wanted, 0)]
+            if rows.size:
+                self.preview[kind] += table.select(["face_id", "synthetic", "shard"]).take(pa.array(rows)).to_pylist()
+
+    def preview_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.preview[False] + self.preview[True], columns=["face_id", "synthetic", "shard"])
+
+
+@dataclass
+class _SummaryInputs:
+    n_inputs: int
+    rejected_by_reason: Counter
+    face_rejections: Counter
+    manifest: _ManifestFacts
+
+
+def _finalise(cfg: CurationConfig, facts: _SummaryInputs, out_dir: Path, *, batch_rows: int,
+              merge_s: float) -> CurationResult:
     started = time.perf_counter()
     # The preview (tar reads, PNG codecs: they release the GIL) is drawn while GX validates.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="curate-preview") as pool:
-        preview = pool.submit(write_preview, out_dir, manifest, out_dir / PREVIEW_FILE, limit=cfg.preview_faces,
-                              cell=max(cfg.crop_size, 64))
-        report = validate_manifest(manifest, cfg)
+        preview = pool.submit(write_preview, out_dir, facts.manifest.preview_frame(), out_dir / PREVIEW_FILE,
+                              limit=cfg.preview_faces, cell=max(cfg.crop_size, 64))
+        report = validate_manifest_file(out_dir / MANIFEST_FILE, cfg, batch_rows=batch_rows)
         validation_path = write_json_atomic(out_dir / VALIDATION_FILE, report.to_dict())
         preview_path = preview.result()
-    summary = corpus_summary(cfg, manifest, rejected, face_rejections, report, n_inputs=n_inputs)
+    summary = corpus_summary(cfg, facts, report)
     write_json_atomic(out_dir / SUMMARY_FILE, summary)
     summary = {**summary, "run": {"corpus": str(out_dir.resolve()),
                                   "timing": {"merge_s": round(merge_s, 3),
@@ -301,25 +315,23 @@ def _finalise(cfg: CurationConfig, manifest: pd.DataFrame, rejected: pd.DataFram
                           summary=summary, preview_path=preview_path, validation_path=validation_path)
 
 
-def corpus_summary(cfg: CurationConfig, manifest: pd.DataFrame, rejected: pd.DataFrame, face_rejections: Counter,
-                   report: ValidationReport, *, n_inputs: int) -> dict[str, Any]:
+def corpus_summary(cfg: CurationConfig, facts: _SummaryInputs, report: ValidationReport) -> dict[str, Any]:
     """summary.json: facts about the corpus only (the same corpus gives the same bytes)."""
-    synthetic = manifest["synthetic"].astype(bool) if len(manifest) else pd.Series([], dtype=bool)
-    by_reason = rejected["reason"].value_counts()
+    manifest = facts.manifest
+    n_rejected = sum(facts.rejected_by_reason.values())
     config = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in HOW_KEYS}
     return {
-        "inputs": n_inputs,
-        "accepted_inputs": n_inputs - len(rejected),
-        "rejected_inputs": len(rejected),
-        "faces": int(len(manifest)),
-        "faces_synthetic": int(synthetic.sum()),
-        "faces_real": int((~synthetic).sum()),
-        "faces_by_split": {s: int((manifest["split"] == s).sum()) for s in ("train", "val", "test")},
-        "faces_by_landmark_source": {str(k): int(v) for k, v in
-                                     manifest["landmark_source"].value_counts().sort_index().items()},
-        "rejected_by_reason": {str(k): int(v) for k, v in sorted(by_reason.items())},
-        "faces_rejected_in_accepted_inputs": dict(sorted(face_rejections.items())),
-        "shards": int(manifest["shard"].nunique()) if len(manifest) else 0,
+        "inputs": facts.n_inputs,
+        "accepted_inputs": facts.n_inputs - n_rejected,
+        "rejected_inputs": n_rejected,
+        "faces": manifest.faces,
+        "faces_synthetic": manifest.synthetic,
+        "faces_real": manifest.faces - manifest.synthetic,
+        "faces_by_split": {s: manifest.by_split.get(s, 0) for s in ("train", "val", "test")},
+        "faces_by_landmark_source": {str(k): int(v) for k, v in sorted(manifest.by_landmark_source.items())},
+        "rejected_by_reason": {str(k): int(v) for k, v in sorted(facts.rejected_by_reason.items())},
+        "faces_rejected_in_accepted_inputs": dict(sorted(facts.face_rejections.items())),
+        "shards": len(manifest.shards),
         "validation": {"success": report.success, "failed": [o.describe() for o in report.failures]},
         "config": config,
     }

@@ -14,6 +14,8 @@ import hashlib
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from paco_fr.data.config import SplitConfig
 
@@ -36,19 +38,34 @@ def split_targets(n_faces: int, cfg: SplitConfig) -> tuple[int, int]:
 
 def assign_splits(keys: pd.Series, cfg: SplitConfig) -> np.ndarray:
     """One split name per face (object array aligned with `keys`)."""
-    counts = keys.value_counts(sort=False)
-    units = counts.index.to_numpy()
-    ranks = np.array([unit_rank(str(u), cfg.salt) for u in units], dtype=np.uint64)
-    order = np.lexsort((units.astype(str), ranks))  # rank, then the key: no tie is left to chance
-    sizes = counts.to_numpy()[order]
-    val_target, test_target = split_targets(len(keys), cfg)
-    unit_split = np.full(len(units), "train", dtype=object)
+    encoded = pa.array(keys.astype(str).to_numpy(dtype=object), pa.string()).dictionary_encode()
+    codes = split_codes(encoded.indices.to_numpy(), encoded.dictionary, cfg)
+    return np.array(SPLITS, dtype=object)[codes]
+
+
+def split_codes(unit_of_face: np.ndarray, units: pa.Array, cfg: SplitConfig) -> np.ndarray:
+    """One split per face as an index into SPLITS (int8), from each face's unit (an index into the
+    distinct unit keys `units`): narrow arrays, so that the merge holds no Python string per face."""
+    counts = np.bincount(unit_of_face, minlength=len(units))
+    ranks = np.empty(len(units), dtype=np.uint64)
+    for start in range(0, len(units), _RANK_BATCH):  # a Python string per unit, one batch at a time
+        batch = units.slice(start, _RANK_BATCH).to_pylist()
+        ranks[start:start + len(batch)] = [unit_rank(key, cfg.salt) for key in batch]
+    # Rank, then the key (byte order of UTF-8 = code-point order): no tie is left to chance.
+    key_order = np.empty(len(units), dtype=np.int64)
+    key_order[pc.sort_indices(units).to_numpy()] = np.arange(len(units))
+    order = np.lexsort((key_order, ranks))
+    sizes = counts[order]
+    val_target, test_target = split_targets(len(unit_of_face), cfg)
+    unit_split = np.zeros(len(units), dtype=np.int8)  # train
     position = 0
     for name, target in (("test", test_target), ("val", val_target)):
         taken = 0
         while taken < target and position < len(order):
-            unit_split[order[position]] = name
+            unit_split[order[position]] = SPLITS.index(name)
             taken += int(sizes[position])
             position += 1
-    by_unit = dict(zip(units, unit_split))
-    return keys.map(by_unit).to_numpy(dtype=object)
+    return unit_split[unit_of_face]
+
+
+_RANK_BATCH = 65536
