@@ -14,6 +14,9 @@ peak memory of a worker and of the merge as the corpus grows.
 
     python benchmarks/curation_scale.py --faces 400 --baseline HEAD~5 --rss 2000 20000
 
+   `--merge-baseline REF` measures REF's merge on the same partitions too (`--rss-reuse` with
+   `--work-dir` keeps and reuses the subsets and partitions, so old and new merges share them).
+
 Prints a table and writes benchmarks/results/curation_scale.json. A section this run did not measure
 (e.g. `--skip-throughput`) is kept from the file's previous content; each section records the command
 and the load average it was measured under.
@@ -149,39 +152,89 @@ def baseline(ref: str, repeats: int, work: Path) -> dict:
     return {"ref": ref, "runs": runs, "best_wall_s": best, "ratio": best["candidate"] / best["baseline"]}
 
 
-def peak_rss(n: int, raw: Path, work: Path, partitions: int = 2) -> dict:
-    """Curate the first n faces of `raw` (a linked subset) as `partitions` parts + a merge."""
+def peak_rss(n: int, raw: Path, work: Path, partitions: int = 2, *, reuse: bool = False,
+             merge_trees: dict[str, Path | None] | None = None) -> dict:
+    """Curate the first n faces of `raw` (a linked subset) as `partitions` parts + a merge. `reuse`: keep
+    the subset and the partitions in `work` and reuse those a previous run left. `merge_trees`: name ->
+    source tree (None: this one) of each merge measured on the same partitions, alternating."""
     subset = work / f"subset-{n}"
-    shutil.rmtree(subset, ignore_errors=True)
-    (subset / "synthetic").mkdir(parents=True)
-    for i in range(n):
-        for suffix in (".png", ".gt.json", ".labels.png"):
-            name = f"face-{i:06d}{suffix}"
-            os.symlink(raw / "synthetic" / name, subset / "synthetic" / name)
     sets = ["--set", f"curation.partitions={partitions}"]
-    parts, worker_peak, part_wall = [], 0.0, 0.0
+    parts, worker_peak, part_wall = [], None, None
+    fresh = not (reuse and all((work / f"part-{n}-{p}" / "part.json").is_file() for p in range(partitions)))
+    if fresh:
+        _link_subset(n, raw, subset)
+        worker_peak, part_wall = 0.0, 0.0
     for part in range(partitions):
         out = work / f"part-{n}-{part}"
+        parts.append(str(out))
+        if not fresh:
+            continue
         shutil.rmtree(out, ignore_errors=True)
         run = timed(cli("curate-part", "--source", str(subset), "--part", str(part), "--out", str(out),
                         "--workers", "2", "--no-progress-json", *sets, *QUIET))
         line = next(x for x in run["stderr"].splitlines() if "worker peak RSS" in x)
         worker_peak = max(worker_peak, float(line.split("worker peak RSS ")[1].split()[0]))
         part_wall += run["wall_s"]
-        parts.append(str(out))
-    corpus = work / f"corpus-{n}"
+    merges = {name: merge_peak(subset, parts, work / f"corpus-{n}", sets, tree)
+              for name, tree in (merge_trees or {"candidate": None}).items()}
+    faces = [m.pop("faces") for m in merges.values()][0]
+    if not reuse:
+        for path in [*parts, subset]:
+            shutil.rmtree(path, ignore_errors=True)
+    this = merges["candidate"]
+    result = {"n": n, "faces": faces, "worker_peak_rss_mb": worker_peak, "curate_part_wall_s": part_wall,
+              "merge_peak_rss_mb": this["peak_rss_mb"], "merge_wall_s": this["wall_s"]}
+    if merge_trees:
+        result["merges"] = merges
+    return result
+
+
+def _link_subset(n: int, raw: Path, subset: Path) -> None:
+    shutil.rmtree(subset, ignore_errors=True)
+    (subset / "synthetic").mkdir(parents=True)
+    for i in range(n):
+        for suffix in (".png", ".gt.json", ".labels.png"):
+            name = f"face-{i:06d}{suffix}"
+            os.symlink(raw / "synthetic" / name, subset / "synthetic" / name)
+
+
+def merge_peak(subset: Path, parts: list[str], corpus: Path, sets: list[str], tree: Path | None) -> dict:
+    """Peak RSS (VmHWM) and wall time of `curate-merge` in its own process, with the code of `tree`
+    (an exported older commit) or of this one."""
     shutil.rmtree(corpus, ignore_errors=True)
     runner = ("import resource, runpy, sys; sys.argv = ['paco-fr', *sys.argv[1:]]\n"
               "try:\n    runpy.run_module('paco_fr.cli', run_name='__main__')\n"
               "finally:\n    print('PEAK', open('/proc/self/status').read().split('VmHWM:')[1].split()[0], file=sys.stderr)")
+    env = {**ENV, "PYTHONPATH": str(tree)} if tree else ENV
     run = timed([sys.executable, "-c", runner, "curate-merge", "--source", str(subset), "--parts", *parts,
-                 "--out", str(corpus), *sets, *QUIET])
-    merge_peak = int(run["stderr"].split("PEAK ")[1].split()[0]) / 1024
+                 "--out", str(corpus), *sets, *QUIET], env=env)
+    peak = int(run["stderr"].split("PEAK ")[1].split()[0]) / 1024
     faces = json.loads((corpus / "summary.json").read_text())["faces"]
-    for path in [*parts, corpus, subset]:
-        shutil.rmtree(path, ignore_errors=True)
-    return {"n": n, "faces": faces, "worker_peak_rss_mb": worker_peak, "merge_peak_rss_mb": merge_peak,
-            "merge_wall_s": run["wall_s"], "curate_part_wall_s": part_wall}
+    shutil.rmtree(corpus, ignore_errors=True)
+    return {"peak_rss_mb": peak, "wall_s": run["wall_s"], "faces": faces}
+
+
+def export_tree(ref: str, work: Path) -> Path:
+    """The source tree of git commit `ref`, exported into `work` (as --baseline does)."""
+    old = work / f"tree-{ref}"
+    if not old.is_dir():
+        old.mkdir(parents=True)
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+    return old
+
+
+def _keep_worker_figures(result: dict, previous: dict) -> None:
+    """With reused partitions no worker ran: keep the previous run's worker figures for the same sizes."""
+    for point in ("small", "large"):
+        now, before = result.get("rss", {}).get(point), previous.get("rss", {}).get(point, {})
+        if now and now["worker_peak_rss_mb"] is None and before.get("n") == now["n"]:
+            now["worker_peak_rss_mb"] = before.get("worker_peak_rss_mb")
+            now["curate_part_wall_s"] = before.get("curate_part_wall_s")
+            now["worker_figures_from"] = before.get("measured", {}).get("command")
+    rss = result.get("rss")
+    if rss and rss["worker_ratio"] is None and rss["small"]["worker_peak_rss_mb"] and rss["large"]["worker_peak_rss_mb"]:
+        rss["worker_ratio"] = rss["large"]["worker_peak_rss_mb"] / rss["small"]["worker_peak_rss_mb"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,6 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", default=None, metavar="REF", help="git commit for the default-run comparison")
     parser.add_argument("--rss", type=int, nargs=2, default=None, metavar=("SMALL", "LARGE"))
     parser.add_argument("--rss-raw", default=None, metavar="DIR", help="an existing builtin raw folder of >= LARGE faces")
+    parser.add_argument("--rss-reuse", action="store_true",
+                        help="keep the subsets and partitions in --work-dir and reuse those already there")
+    parser.add_argument("--merge-baseline", default=None, metavar="REF",
+                        help="also measure the merge of git commit REF on the same partitions (alternating)")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--work-dir", default=None)
     args = parser.parse_args(argv)
@@ -222,20 +279,36 @@ def main(argv: list[str] | None = None) -> int:
                       f"x{b['ratio']:.2f}")]
         if args.rss:
             raw = Path(args.rss_raw) if args.rss_raw else materialise(max(args.rss), work / "raw-rss", seed=3)
-            small, large = (peak_rss(n, raw, work) for n in args.rss)
+            trees = None
+            if args.merge_baseline:
+                trees = {"baseline": export_tree(args.merge_baseline, work), "candidate": None}
+            small, large = (peak_rss(n, raw, work, reuse=args.rss_reuse, merge_trees=trees) for n in args.rss)
             result["rss"] = {"small": small, "large": large,
-                             "worker_ratio": large["worker_peak_rss_mb"] / small["worker_peak_rss_mb"],
+                             "worker_ratio": (large["worker_peak_rss_mb"] / small["worker_peak_rss_mb"]
+                                              if small["worker_peak_rss_mb"] else None),
                              "merge_ratio": large["merge_peak_rss_mb"] / small["merge_peak_rss_mb"]}
             for key, label in (("worker_peak_rss_mb", "curation worker"), ("merge_peak_rss_mb", "merge")):
+                if small[key] is None or large[key] is None:  # partitions reused: not measured this run
+                    continue
                 rows += [(f"peak RSS {label}, {small['n']} faces", f"{small[key]:.0f} MB", "", "baseline"),
                          (f"peak RSS {label}, {large['n']} faces", f"{large[key]:.0f} MB", "",
                           f"x{large[key] / small[key]:.2f}")]
+            if trees:
+                for point in (small, large):
+                    old, new = point["merges"]["baseline"], point["merges"]["candidate"]
+                    rows.append((f"merge at {args.merge_baseline} vs this tree, {point['n']} faces",
+                                 f"{old['peak_rss_mb']:.0f} -> {new['peak_rss_mb']:.0f} MB",
+                                 f"{old['wall_s']:.1f} -> {new['wall_s']:.1f} s",
+                                 f"x{new['wall_s'] / old['wall_s']:.2f} wall"))
+                result["rss"]["baseline_merge_ratio"] = (large["merges"]["baseline"]["peak_rss_mb"]
+                                                         / small["merges"]["baseline"]["peak_rss_mb"])
     finally:
         if not args.work_dir:
             shutil.rmtree(work, ignore_errors=True)
     result["load_avg_1m_at_end"] = os.getloadavg()[0]
     measured = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M"), "load_avg_1m": [load, result["load_avg_1m_at_end"]]}
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    _keep_worker_figures(result, previous)
     for section in ("throughput", "baseline", "rss"):
         if section in result:
             result[section]["measured"] = measured

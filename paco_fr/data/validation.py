@@ -401,7 +401,9 @@ def _combine(a: ExpectationOutcome, b: ExpectationOutcome) -> ExpectationOutcome
     if _errored(a) or _errored(b):
         return a if _errored(a) else b
     if a.expectation in _ADDED:
-        return dataclasses.replace(a, observed=(a.observed or 0) + (b.observed or 0))
+        if a.observed is None or b.observed is None:
+            return a if b.observed is None else b
+        return dataclasses.replace(a, observed=a.observed + b.observed)
     if a.expectation == "expect_column_values_to_be_of_type":
         return a if not a.success or b.success else b
     count = None if a.unexpected_count is None and b.unexpected_count is None else \
