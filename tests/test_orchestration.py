@@ -20,6 +20,7 @@ import yaml
 from dagster_driver import data_versions, execute, partition_keys, run_automation
 from dagster_project.definitions import build_defs
 from dagster_project.project import artifact_for
+from dagster_project.record import record_pipeline
 from paco_fr.lineage import content_hash, find_record
 from paco_fr.pipeline import dvc_repro, lock_stages
 from tiny_repo import commit, copy_repo, dvc, make_tiny_repo, paco_fr, tool_env
@@ -53,6 +54,9 @@ def test_identical_inputs_rebuild_nothing_downstream(built, tmp_path):
     runs = [json.loads(line) for line in (repo / "lineage" / "curate.jsonl").read_text().splitlines()]
     assert len(runs) == 2 and runs[0]["key"] == runs[1]["key"] == before["data/corpus"]
     assert runs[0]["run"]["run_id"] != runs[1]["run"]["run_id"]
+    # Recording in the project's Dagster instance (what `paco-fr run` does after DVC): of every asset
+    # partition `paco-fr run` recorded in `built`, only the corpus has a new run to show.
+    assert record_pipeline(repo) == [("face_corpus", None)]
 
     # A comment-only change in curation's code: the curation stages re-run (their code is a dependency),
     # give the same corpus, and nothing below them runs.
