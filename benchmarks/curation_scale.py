@@ -49,10 +49,10 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def timed(cmd: list[str], *, env: dict | None = None) -> dict:
+def timed(cmd: list[str], *, env: dict | None = None, cwd: Path | None = None) -> dict:
     """Wall and CPU seconds (the command and every process it waited for) of one command."""
     cpu0, t0 = children_cpu(), time.perf_counter()
-    proc = subprocess.run(cmd, env=env or ENV, capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, env=env or ENV, capture_output=True, text=True, check=False, cwd=cwd)
     wall, cpu = time.perf_counter() - t0, children_cpu() - cpu0
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
@@ -204,10 +204,16 @@ def merge_peak(subset: Path, parts: list[str], corpus: Path, sets: list[str], tr
     shutil.rmtree(corpus, ignore_errors=True)
     runner = ("import resource, runpy, sys; sys.argv = ['paco-fr', *sys.argv[1:]]\n"
               "try:\n    runpy.run_module('paco_fr.cli', run_name='__main__')\n"
-              "finally:\n    print('PEAK', open('/proc/self/status').read().split('VmHWM:')[1].split()[0], file=sys.stderr)")
+              "finally:\n    print('PEAK', open('/proc/self/status').read().split('VmHWM:')[1].split()[0], file=sys.stderr)\n"
+              "    print('CODE', sys.modules['paco_fr'].__file__, file=sys.stderr)")
     env = {**ENV, "PYTHONPATH": str(tree)} if tree else ENV
-    run = timed([sys.executable, "-c", runner, "curate-merge", "--source", str(subset), "--parts", *parts,
-                 "--out", str(corpus), *sets, *QUIET], env=env)
+    # `python -c` puts the working folder first on sys.path: run in the tree whose code is measured.
+    run = timed([sys.executable, "-c", runner,
+                 "curate-merge", "--source", str(subset), "--parts", *parts, "--out", str(corpus), *sets, *QUIET],
+                env=env, cwd=tree or ROOT)
+    code = run["stderr"].split("CODE ")[1].split()[0]
+    if not code.startswith(str(tree or ROOT)):
+        raise RuntimeError(f"the merge ran {code}, not the code of {tree or ROOT}")
     peak = int(run["stderr"].split("PEAK ")[1].split()[0]) / 1024
     faces = json.loads((corpus / "summary.json").read_text())["faces"]
     shutil.rmtree(corpus, ignore_errors=True)
