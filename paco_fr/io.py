@@ -62,6 +62,22 @@ def remove_stale_temporaries(path: str | os.PathLike[str]) -> int:
     return len(stale)
 
 
+def remove_stale_temporaries_under(root: str | os.PathLike[str]) -> int:
+    """Delete every temporary that :func:`atomic_path` or :func:`atomic_dir` left anywhere below `root`
+    when a kill came before the rename; returns how many. A folder that is reused after a kill (a
+    resumed run's output) would otherwise carry them into its published artifact and its md5."""
+    root = Path(root)
+    if not root.is_dir():
+        return 0
+    stale = [p for p in root.rglob(".*.tmp") if p.name.count(".") >= 3]  # ".{name}.{random}.tmp"
+    for tmp in sorted(stale, key=lambda p: len(p.parts), reverse=True):
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+    return len(stale)
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary directory beside `path`; it replaces `path` only if the block succeeds."""

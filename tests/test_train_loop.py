@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from paco_fr.config import ConfigError, load_config
+from paco_fr.lineage import content_hash
 from paco_fr.model import load_encoder
 from paco_fr.train.cli import main as pretrain_main
 from paco_fr.train.loop import build_model
@@ -174,9 +175,15 @@ def test_resume_in_process_with_accumulation_and_workers_matches_a_straight_run(
         patch.setattr(loop, "reconstruction_grid", crash)
         with pytest.raises(_Crash):
             pretrain(tiny_cfg(*extra), corpus_dir, regions_dir, tmp_path / "r", progress=False)
+    # What a SIGKILL inside save_png leaves in the run's output: the temporary of an image never renamed.
+    # It must not reach the published encoder folder (its DVC md5 would differ from the straight run's).
+    leftover = run_dir(tmp_path / "r") / "output" / "images" / ".step_000008.png.k1ll3d.tmp"
+    leftover.parent.mkdir(parents=True, exist_ok=True)
+    leftover.touch()
     resumed = pretrain(tiny_cfg(*extra), corpus_dir, regions_dir, tmp_path / "r", resume=True, progress=False)
     assert (tmp_path / "s" / "encoder.safetensors").read_bytes() == (tmp_path / "r" / "encoder.safetensors").read_bytes()
     assert resumed.run["resumed_from_step"] == 6
+    assert content_hash(tmp_path / "r") == content_hash(tmp_path / "s")
     steps = [r["step"] for r in read_metrics(tmp_path / "r") if r["split"] == "train"]
     assert steps == list(range(1, 8))
     # A checkpoint of another configuration is not continued: that run starts at step 0.

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from paco_fr.config import ConfigError
+from paco_fr.io import remove_stale_temporaries_under
 from paco_fr.model.config import ModelConfig
 from paco_fr.model.paco import PaCoFR
 from paco_fr.train.augment import AugmentParams
@@ -185,6 +186,8 @@ def _train(cfg: Any, corpus_dir: Path, regions_dir: Path, out_dir: Path, resume:
     if ctx.is_main:
         if resumed_from is None:  # a fresh run: nothing of an earlier one may end up in the artifact
             shutil.rmtree(work_dir, ignore_errors=True)
+        else:  # a kill during a save left its temporary (e.g. images/.step_000008.png.x.tmp) in the output
+            remove_stale_temporaries_under(work_dir)
         work_dir.mkdir(parents=True, exist_ok=True)
         metrics_log = MetricsLog(work_dir / METRICS_FILE, resume_step=step if resumed_from is not None else None)
         progress_log = ProgressLog(run_dir / PROGRESS_FILE, total_steps=total_steps)
