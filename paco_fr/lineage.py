@@ -22,11 +22,13 @@ The same version built twice gives two lines with one key: the version is one, i
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import fcntl
 import hashlib
 import json
 import os
 import platform
+import stat
 import subprocess
 import uuid
 from importlib import metadata
@@ -48,7 +50,7 @@ TRACKED_PACKAGES = ("paco-fr", "torch", "torchvision", "timm", "safetensors", "n
 # identity: DVC's md5
 
 
-def _md5_file(path: Path) -> str:
+def _md5_file(path: str | os.PathLike[str]) -> str:
     digest = hashlib.md5()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -59,17 +61,54 @@ def _md5_file(path: Path) -> str:
 def content_hash(path: str | os.PathLike[str]) -> str:
     """The md5 DVC records for `path`: the file's md5, or for a folder ``md5(json(entries)) + ".dir"``
     over every file below it, entries ``{"md5", "relpath"}`` sorted by the relative path string (as
-    dvc_data's Tree.as_bytes does), so it equals dvc.lock's value for the same bytes."""
+    dvc_data's Tree.as_bytes does), so it equals dvc.lock's value for the same bytes.
+
+    A folder's JSON is fed to md5 entry by entry, in the order of `_files_in_dvc_order`, rather than
+    built as one list and one string: a raw folder of 300,000 files made that ~300 MB of dicts and
+    text, held at the end of a stage whose own peak was meant to stay flat."""
     path = Path(path)
     if path.is_file():
         return _md5_file(path)
     if not path.is_dir():
         raise FileNotFoundError(f"cannot hash {path}: no such file or directory")
-    entries = [{"md5": _md5_file(file), "relpath": file.relative_to(path).as_posix()}
-               for file in path.rglob("*") if file.is_file()]
-    entries.sort(key=lambda e: e["relpath"])
-    blob = json.dumps(entries, sort_keys=True).encode("utf-8")
-    return hashlib.md5(blob).hexdigest() + ".dir"
+    digest = hashlib.md5(b"[")
+    separator = b""
+    for relpath, file in _files_in_dvc_order(os.fspath(path)):
+        # json.dumps(list) == "[" + ", ".join(json.dumps(item)) + "]", byte for byte.
+        entry = json.dumps({"md5": _md5_file(file), "relpath": relpath}, sort_keys=True)
+        digest.update(separator + entry.encode("utf-8"))
+        separator = b", "
+    digest.update(b"]")
+    return digest.hexdigest() + ".dir"
+
+
+def _files_in_dvc_order(folder: str, prefix: str = "") -> Iterator[tuple[str, str]]:
+    """(relpath, path) of every regular file below `folder` (links to files included, links to folders
+    neither listed nor descended: what ``Path.rglob`` + ``is_file`` gave), sorted by relpath string.
+
+    Sorting each folder's names with a "/" after sub-folder names gives exactly the order of the full
+    relpath strings ("a-b" < "a.b" < "a/..." because "-" < "." < "/"), so a depth-first walk yields
+    them in order while holding only one name list per open folder, never every path at once."""
+    with os.scandir(folder) as entries:
+        keys = [e.name + "/" if e.is_dir(follow_symlinks=False) else e.name for e in entries]
+    keys.sort()
+    for key in keys:
+        if key.endswith("/"):
+            yield from _files_in_dvc_order(os.path.join(folder, key[:-1]), prefix + key)
+        else:
+            full = os.path.join(folder, key)
+            if _is_regular_file(full):
+                yield prefix + key, full
+
+
+def _is_regular_file(path: str) -> bool:
+    """Path.is_file(): a regular file, following links; False for broken links and loops."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EBADF):
+            return False
+        raise
 
 
 # --------------------------------------------------------------------------------------------- #
