@@ -45,12 +45,31 @@ def _isolated_lineage_log(tmp_path_factory, monkeypatch):
     yield log
 
 
-@pytest.fixture(scope="session")
-def built_repo(tmp_path_factory):
-    """A tiny repository after the README's main command (`paco-fr run`), committed. Tests copy it."""
+def _build_tiny_repo(dest) -> None:
     from tiny_repo import commit, make_tiny_repo, paco_fr
 
-    repo = make_tiny_repo(tmp_path_factory.mktemp("built") / "repo")
-    paco_fr(repo, "run")
-    commit(repo, "pipeline built")
+    make_tiny_repo(dest)
+    paco_fr(dest, "run")
+    commit(dest, "pipeline built")
+
+
+@pytest.fixture(scope="session")
+def built_repo(tmp_path_factory, worker_id):
+    """A tiny repository after the README's main command (`paco-fr run`), committed. Tests copy it.
+    Under pytest-xdist the workers share one build (the slowest fixture: every worker building its own
+    would cost more than the second worker saves): the first builds it under a file lock in the run's
+    common temporary folder, the others wait for it and read the marker it leaves when done."""
+    if worker_id == "master":  # no xdist
+        repo = tmp_path_factory.mktemp("built") / "repo"
+        _build_tiny_repo(repo)
+        return repo
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp().parent  # one per test run, common to its workers
+    repo, done = shared / "built" / "repo", shared / "built" / "done"
+    with FileLock(str(shared / "built.lock")):
+        if not done.exists():
+            shutil.rmtree(repo, ignore_errors=True)  # a build that failed in another worker
+            _build_tiny_repo(repo)
+            done.touch()
     return repo

@@ -132,7 +132,9 @@ def test_a_kubernetes_round_trip_moves_the_data_by_exact_version(built_repo, tmp
 
 
 def test_a_training_stage_killed_under_dvc_repro_resumes_bit_identically(built_repo, tmp_path):
-    longer = ["train.epochs=20", "train.max_steps=32", "train.checkpoint_every=4"]
+    # Killed just past the step-6 checkpoint, where the kill can land inside the save of the step-8 sample
+    # image (it did in 2 of 2 tries before the resume swept temporaries): the resume must not publish it.
+    longer = ["train.epochs=20", "train.max_steps=16", "train.checkpoint_every=3"]
     straight, killed = copy_repo(built_repo, tmp_path / "straight"), copy_repo(built_repo, tmp_path / "killed")
     for repo in (straight, killed):
         (repo / "params.yaml").write_text(patched_params_text((repo / "params.yaml").read_text(), longer))
@@ -146,7 +148,7 @@ def test_a_training_stage_killed_under_dvc_repro_resumes_bit_identically(built_r
     while time.time() < deadline and proc.poll() is None:
         steps = [json.loads(line)["step"] for line in progress.read_text().splitlines()
                  if line.endswith("}")] if progress.exists() else []
-        if steps and steps[-1] >= 10:
+        if steps and steps[-1] >= 7:
             break
         time.sleep(0.05)
     assert proc.poll() is None, "the training finished before it could be killed"
@@ -157,5 +159,5 @@ def test_a_training_stage_killed_under_dvc_repro_resumes_bit_identically(built_r
                          capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     resumed = [line for line in (out.stdout + out.stderr).splitlines() if "resuming from step" in line]
-    assert resumed and int(resumed[0].split("resuming from step ")[1].split()[0]) >= 8, resumed
+    assert resumed and int(resumed[0].split("resuming from step ")[1].split()[0]) >= 6, resumed
     assert _lock_md5(killed, STAGE, "data/encoders/paco_fr-s0") == _lock_md5(straight, STAGE, "data/encoders/paco_fr-s0")
