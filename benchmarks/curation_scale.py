@@ -116,8 +116,8 @@ def throughput(n: int, repeats: int, work: Path) -> dict:
         for workers in (1, 2):
             out = work / "corpus-throughput"
             shutil.rmtree(out, ignore_errors=True)
-            run = timed(cli("curate", "--source", str(raw), "--out", str(out), "--workers", str(workers),
-                            "--set", "curation.use_ground_truth=false", "--no-progress-json", *QUIET))
+            run = cli_in_tree(ROOT, "curate", "--source", str(raw), "--out", str(out), "--workers", str(workers),
+                              "--set", "curation.use_ground_truth=false", "--no-progress-json", *QUIET)
             faces = json.loads((out / "summary.json").read_text())["faces"]
             runs[workers].append({"wall_s": run["wall_s"], "cpu_s": run["cpu_s"]})
     best = {w: min(r, key=lambda x: x["wall_s"]) for w, r in runs.items()}
@@ -135,18 +135,18 @@ def throughput(n: int, repeats: int, work: Path) -> dict:
 
 
 def baseline(ref: str, repeats: int, work: Path) -> dict:
-    old = work / "baseline-tree"
-    old.mkdir()
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+    old = export_tree(ref, work)
     raw = work / "raw-builtin"
-    subprocess.run(cli("raw", "--out", str(raw), *QUIET), env=ENV, check=True, capture_output=True)
+    if not raw.is_dir():
+        subprocess.run(cli("raw", "--out", str(raw), *QUIET), env=ENV, check=True, capture_output=True)
     runs: dict[str, list[dict]] = {"baseline": [], "candidate": []}
     for _ in range(repeats):
-        for name, env in (("baseline", {**ENV, "PYTHONPATH": str(old)}), ("candidate", ENV)):
+        for name, tree in (("baseline", old), ("candidate", ROOT)):
             out = work / f"corpus-{name}"
             shutil.rmtree(out, ignore_errors=True)
-            run = timed(cli("curate", "--source", str(raw), "--out", str(out), *QUIET), env=env)
+            # Each side in its own tree: with the working folder first on sys.path, the baseline
+            # imported this tree's code up to ebca34c.
+            run = cli_in_tree(tree, "curate", "--source", str(raw), "--out", str(out), *QUIET)
             runs[name].append({"wall_s": run["wall_s"], "cpu_s": run["cpu_s"]})
     best = {k: min(x["wall_s"] for x in v) for k, v in runs.items()}
     return {"ref": ref, "runs": runs, "best_wall_s": best, "ratio": best["candidate"] / best["baseline"]}
@@ -202,22 +202,30 @@ def merge_peak(subset: Path, parts: list[str], corpus: Path, sets: list[str], tr
     """Peak RSS (VmHWM) and wall time of `curate-merge` in its own process, with the code of `tree`
     (an exported older commit) or of this one."""
     shutil.rmtree(corpus, ignore_errors=True)
-    runner = ("import resource, runpy, sys; sys.argv = ['paco-fr', *sys.argv[1:]]\n"
-              "try:\n    runpy.run_module('paco_fr.cli', run_name='__main__')\n"
-              "finally:\n    print('PEAK', open('/proc/self/status').read().split('VmHWM:')[1].split()[0], file=sys.stderr)\n"
-              "    print('CODE', sys.modules['paco_fr'].__file__, file=sys.stderr)")
-    env = {**ENV, "PYTHONPATH": str(tree)} if tree else ENV
-    # `python -c` puts the working folder first on sys.path: run in the tree whose code is measured.
-    run = timed([sys.executable, "-c", runner,
-                 "curate-merge", "--source", str(subset), "--parts", *parts, "--out", str(corpus), *sets, *QUIET],
-                env=env, cwd=tree or ROOT)
-    code = run["stderr"].split("CODE ")[1].split()[0]
-    if not code.startswith(str(tree or ROOT)):
-        raise RuntimeError(f"the merge ran {code}, not the code of {tree or ROOT}")
+    run = cli_in_tree(tree or ROOT, "curate-merge", "--source", str(subset), "--parts", *parts, "--out", str(corpus),
+                      *sets, *QUIET)
     peak = int(run["stderr"].split("PEAK ")[1].split()[0]) / 1024
     faces = json.loads((corpus / "summary.json").read_text())["faces"]
     shutil.rmtree(corpus, ignore_errors=True)
     return {"peak_rss_mb": peak, "wall_s": run["wall_s"], "faces": faces}
+
+
+# `paco-fr ARGS` that reports its peak RSS (VmHWM, KiB) and which paco_fr it imported.
+RUNNER = ("import resource, runpy, sys; sys.argv = ['paco-fr', *sys.argv[1:]]\n"
+          "try:\n    runpy.run_module('paco_fr.cli', run_name='__main__')\n"
+          "finally:\n    print('PEAK', open('/proc/self/status').read().split('VmHWM:')[1].split()[0], file=sys.stderr)\n"
+          "    print('CODE', sys.modules['paco_fr'].__file__, file=sys.stderr)")
+
+
+def cli_in_tree(tree: Path, *args: str) -> dict:
+    """`paco-fr ARGS` timed, with the code of `tree` (this checkout or an exported commit), checked.
+    `python -c` puts the working folder first on sys.path, so it runs in `tree`; its worker
+    processes inherit PYTHONPATH."""
+    run = timed([sys.executable, "-c", RUNNER, *args], env={**ENV, "PYTHONPATH": str(tree)}, cwd=tree)
+    code = run["stderr"].split("CODE ")[1].split()[0]
+    if not code.startswith(str(tree)):
+        raise RuntimeError(f"paco-fr {args[0]} ran {code}, not the code of {tree}")
+    return run
 
 
 def export_tree(ref: str, work: Path) -> Path:
