@@ -32,13 +32,11 @@ class AuditError(ValueError):
 
 def workspace_versions(root: Path) -> dict[str, str]:
     """Artifact path -> md5 as DVC records it now (dvc.lock outputs and `.dvc` files)."""
-    versions: dict[str, str] = {}
-    lock = root / "dvc.lock"
-    if lock.exists():
-        for stage in (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).values():
-            for out in stage.get("outs", []):
-                versions[out["path"]] = out.get("md5", "")
     import subprocess
+
+    from paco_fr.pipeline import stage_outputs
+
+    versions: dict[str, str] = stage_outputs(root=root)
 
     listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z", "*.dvc"],
                             cwd=root, capture_output=True, text=True).stdout

@@ -11,6 +11,7 @@ lists the experiment with its metrics.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -118,9 +119,26 @@ def dvc_repro(targets: Sequence[str] = (), *, root: Path | None = None, single_i
     return ReproResult(targets=list(targets), outs=stage_outputs(targets, root=root), log=log)
 
 
+# PyYAML's pure-Python parser takes about a second for the dvc.lock of a default run (80 kB, 31 stages),
+# and recording a run in Dagster reads it once per asset partition: 31 reads were 20 of that recording's
+# 44 s. libyaml's parser (PyYAML's C extension, when present) and a cache keyed on the file's bytes (not
+# its mtime, which can repeat within a clock tick) make a read milliseconds.
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_LOCK_CACHE: dict[str, tuple[bytes, dict[str, Any]]] = {}
+
+
 def lock_stages(root: Path) -> dict[str, Any]:
-    lock_file = root / "dvc.lock"
-    return (yaml.safe_load(lock_file.read_text()) or {}).get("stages", {}) if lock_file.exists() else {}
+    """Stage name -> its dvc.lock entry (a copy: callers may change it)."""
+    lock_file = Path(root) / "dvc.lock"
+    try:
+        text = lock_file.read_bytes()
+    except FileNotFoundError:
+        return {}
+    key = str(lock_file.resolve())
+    cached = _LOCK_CACHE.get(key)
+    if cached is None or cached[0] != text:
+        cached = _LOCK_CACHE[key] = (text, (yaml.load(text, Loader=_SAFE_LOADER) or {}).get("stages", {}))
+    return copy.deepcopy(cached[1])
 
 
 def stage_outputs(targets: Sequence[str] = (), *, root: Path | None = None) -> dict[str, str]:

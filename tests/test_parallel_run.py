@@ -1,23 +1,28 @@
 """`paco-fr run` runs independent DVC stages at once (paco_fr/scheduler.py): on a toy DVC repository
 whose stages log when they ran, and on the tiny real pipeline against stages forced one at a time."""
 
+import os
+import resource
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
 from paco_fr.pipeline import PipelineError, stage_outputs
-from paco_fr.scheduler import repro_parallel, stage_graph
+from paco_fr.scheduler import lower_to_idle_priority, repro_parallel, restore_priority, stage_graph
 from tiny_repo import commit, copy_repo, dvc
 
 WORK = ("a", "b", "c", "d")
 
 # Writes out/NAME/value.txt from its inputs (the same bytes on every run) and, beside the outputs,
-# when it ran (a run fact: times.log is no output). Fails when a file fail-NAME exists.
+# when it ran and at which CPU priority (run facts: times.log is no output). Fails when a file
+# fail-NAME exists.
 STAGE = """\
-import pathlib, sys, time
+import os, pathlib, sys, time
 name, seconds, inputs = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
 start = time.time()
 time.sleep(seconds)
@@ -28,7 +33,8 @@ value = name + '(' + ','.join(pathlib.Path(i, 'value.txt').read_text() for i in 
 pathlib.Path('out', name).mkdir(parents=True, exist_ok=True)
 pathlib.Path('out', name, 'value.txt').write_text(value)
 with open('times.log', 'a') as log:
-    log.write(f'{name} {start} {time.time()}\\n')
+    idle = os.sched_getscheduler(0) == os.SCHED_IDLE
+    log.write(f'{name} {start} {time.time()} {"idle" if idle else "normal"}\\n')
 """
 
 
@@ -47,7 +53,9 @@ def toy_repo(tmp_path):
                  "meta": {"cores": "all"}},
         "work": {"foreach": list(WORK), "do": {"cmd": f"{py} stage.py work-${{item}} 1.5 out/prep",
                                                  "deps": ["stage.py", "out/prep"], "outs": ["out/work-${item}"]}},
-        # Uses every core and needs nothing: it must not run beside anything.
+        # Needs nothing, one core: ready from the start, while `prep` takes every core.
+        "side": {"cmd": f"{py} stage.py side 0.3", "deps": ["stage.py"], "outs": ["out/side"]},
+        # Uses every core and needs nothing: no stage may run beside it but one at idle priority.
         "solo": {"cmd": f"{py} stage.py solo 1.0", "deps": ["stage.py"], "outs": ["out/solo"],
                  "meta": {"cores": "all"}},
     }
@@ -61,7 +69,11 @@ def toy_repo(tmp_path):
 
 def _intervals(repo: Path) -> dict[str, tuple[float, float]]:
     rows = [line.split() for line in (repo / "times.log").read_text().splitlines()]
-    return {name: (float(start), float(end)) for name, start, end in rows}
+    return {name: (float(start), float(end)) for name, start, end, _ in rows}
+
+
+def _priorities(repo: Path) -> dict[str, str]:
+    return {row[0]: row[3] for row in (line.split() for line in (repo / "times.log").read_text().splitlines())}
 
 
 def _overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
@@ -70,22 +82,27 @@ def _overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
 
 def test_the_graph_follows_dependencies_not_the_order_of_dvc_yaml(toy_repo):
     nodes = {n.name: n for n in stage_graph(toy_repo)}
-    assert set(nodes) == {"join", "prep", "solo", *(f"work@{w}" for w in WORK)}
+    assert set(nodes) == {"join", "prep", "side", "solo", *(f"work@{w}" for w in WORK)}
     assert nodes["join"].needs == {f"work@{w}" for w in WORK} and nodes["work@a"].needs == {"prep"}
     assert (nodes["prep"].after, nodes["work@a"].after, nodes["join"].after, nodes["solo"].after) == (2, 1, 0, 0)
+    assert nodes["side"].after == 0 and nodes["side"].needs == set()
     assert nodes["prep"].cores == "all" and nodes["work@a"].cores == 1
 
 
-def test_independent_stages_run_at_once_and_build_what_dvc_repro_builds(toy_repo, tmp_path):
-    result = repro_parallel(toy_repo, 2, stream=False)
-    assert sorted(result.ran) == sorted(["prep", "solo", "join", *(f"work@{w}" for w in WORK)])
-    times = _intervals(toy_repo)
+def test_independent_stages_run_at_once_and_build_what_dvc_repro_builds(toy_repo, tmp_path, capsys):
+    result = repro_parallel(toy_repo, 2, stream=True)
+    said = capsys.readouterr().out
+    assert sorted(result.ran) == sorted(["prep", "side", "solo", "join", *(f"work@{w}" for w in WORK)])
+    times, priority = _intervals(toy_repo), _priorities(toy_repo)
     work = [times[f"work-{w}"] for w in WORK]
-    # Two slots: the work stages ran two at a time, never three; the all-core stages ran alone.
+    # Two slots: the work stages ran two at a time, never three. Beside an all-core stage ran at most
+    # `side`, which is ready from the start: started in the background, at idle priority, beside `prep`.
     assert any(_overlap(x, y) for i, x in enumerate(work) for y in work[i + 1:])
     assert all(sum(_overlap(x, y) for y in work) <= 2 for x in work)  # itself and at most one more
+    assert "[paco-fr] side runs in the background (idle priority) beside prep" in said
+    assert all(p == "normal" for name, p in priority.items() if name != "side"), priority
     for solo in ("prep", "solo"):
-        assert not any(_overlap(times[solo], t) for name, t in times.items() if name != solo), solo
+        assert {name for name, t in times.items() if name != solo and _overlap(times[solo], t)} <= {"side"}, solo
     assert times["join"][0] >= max(end for _, end in work)
     assert (toy_repo / "out" / "join" / "value.txt").read_text() == \
         "join(" + ",".join(f"work-{w}(prep())" for w in WORK) + ")"
@@ -124,3 +141,31 @@ def test_stages_that_ran_side_by_side_give_the_same_outputs_one_at_a_time(built_
     for stage in evaluations:
         dvc(repo, "repro", "--force", "--single-item", stage)
     assert data(stage_outputs(root=repo)) == before
+
+
+def test_a_background_stage_runs_at_idle_priority_and_is_restored_when_the_big_stage_ends():
+    """The two halves of a background stage's life, on a real process tree (a child that starts a
+    grandchild): lowered with everything it starts; restored, grandchild included, once the big stage
+    is done. Raising a priority back needs root or RLIMIT_NICE: without either, the stage stays low."""
+    proc = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; time.sleep(0.5); "
+                             "subprocess.run([sys.executable, '-c', 'import time; time.sleep(30)'])"])
+    try:
+        lower_to_idle_priority(proc.pid)
+        assert os.sched_getscheduler(proc.pid) == os.SCHED_IDLE
+        grandchild = None
+        for _ in range(100):
+            kids = psutil.Process(proc.pid).children()
+            if kids:
+                grandchild = kids[0].pid
+                break
+            time.sleep(0.05)
+        assert grandchild is not None and os.sched_getscheduler(grandchild) == os.SCHED_IDLE  # inherited
+        restore_priority(proc.pid)
+        expected = os.SCHED_OTHER if os.geteuid() == 0 or resource.getrlimit(resource.RLIMIT_NICE)[0] >= 20 \
+            else os.SCHED_IDLE
+        assert os.sched_getscheduler(proc.pid) == os.sched_getscheduler(grandchild) == expected
+    finally:
+        for p in psutil.Process(proc.pid).children(recursive=True):
+            p.kill()
+        proc.kill()
+        proc.wait()

@@ -1,6 +1,7 @@
 """The DVC driving layer, on a tiny real DVC repository (git + dvc init) with a one-stage pipeline:
 repro, the raw folder's versioning, and experiments that never write the workspace."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import yaml
 
 from paco_fr.config import ConfigError
 from paco_fr.lineage import content_hash, find_record
-from paco_fr.pipeline import (PipelineError, dvc_repro, override_pairs, run_experiment, stage_outputs,
+from paco_fr.pipeline import (PipelineError, dvc_repro, lock_stages, override_pairs, run_experiment, stage_outputs,
                               version_raw)
 from tiny_repo import commit
 
@@ -48,6 +49,23 @@ def dvc_repo(tmp_path):
 
 def _epochs(repo):
     return str(yaml.safe_load((repo / "params.yaml").read_text())["train"]["epochs"])
+
+
+def test_dvc_lock_reads_follow_its_bytes_and_return_copies(tmp_path):
+    """lock_stages caches the parsed dvc.lock: a rewrite of the same size within one clock tick (same
+    mtime) must still be seen, and a caller changing what it got must not change the next read."""
+    lock = tmp_path / "dvc.lock"
+    entry = "schema: '2.0'\nstages:\n  a:\n    cmd: run\n    outs:\n    - path: out\n      md5: {}\n"
+    lock.write_text(entry.format("a" * 32))
+    assert lock_stages(tmp_path) == yaml.safe_load(lock.read_text())["stages"]
+    stat = lock.stat()
+    lock.write_text(entry.format("b" * 32))
+    os.utime(lock, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert stage_outputs(root=tmp_path) == {"out": "b" * 32}
+    lock_stages(tmp_path)["a"]["outs"].clear()
+    assert stage_outputs(root=tmp_path) == {"out": "b" * 32}
+    lock.unlink()
+    assert lock_stages(tmp_path) == {} and stage_outputs(root=tmp_path) == {}
 
 
 def test_repro_runs_once_then_skips_and_reports_output_hashes(dvc_repo):
