@@ -24,6 +24,7 @@ baselines per 40 steps, the 40 steps taking no longer: 125.5/120.3 s alone, 129.
 When the big stage ends, a background stage still running becomes an ordinary one, back at normal
 priority (where the system lets a process raise it again: root, or RLIMIT_NICE) and holding one slot;
 unless the next stage takes every slot too (curation's partitions): it then stays in the background.
+It goes back to the background, rather than delay it, when a big stage becomes ready later.
 
 When a stage fails, no new stage starts; the stages already running finish and are recorded (their
 work is kept), then PipelineError names the failed stage with the tail of its output.
@@ -105,39 +106,51 @@ class _Running:
     proc: subprocess.Popen
     started: float
     lines: list[str] = field(default_factory=list)
-    background: bool = False   # started at idle priority beside a stage that takes every slot
+    background: bool = False   # at idle priority beside a stage that takes every slot, holding no slot
+    began_in_background: bool = False
+
+
+def _process_tree(pid: int) -> list[int]:
+    import psutil  # noqa: PLC0415
+
+    try:
+        root = psutil.Process(pid)
+        return [pid, *(child.pid for child in root.children(recursive=True))]
+    except psutil.Error:
+        return []
 
 
 def lower_to_idle_priority(pid: int) -> None:
-    """Let process `pid` (and what it starts from now on) run only on CPU time nothing else wants."""
-    try:
-        os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError):  # not Linux: the lowest nice value instead
+    """Let process `pid`, everything it started and what it starts from now on run only on CPU time
+    nothing else wants."""
+    for each in _process_tree(pid):
         try:
-            os.setpriority(os.PRIO_PROCESS, pid, 19)
-        except (AttributeError, OSError):
-            pass
+            os.sched_setscheduler(each, os.SCHED_IDLE, os.sched_param(0))
+        except (AttributeError, OSError):  # not Linux: the lowest nice value instead
+            try:
+                os.setpriority(os.PRIO_PROCESS, each, 19)
+            except (AttributeError, OSError):
+                pass
 
 
 def restore_priority(pid: int) -> None:
     """Process `pid` and everything it started back to normal priority, where the system allows it
     (lowering a priority is always allowed, raising it back needs root or RLIMIT_NICE: else it stays)."""
-    import psutil  # noqa: PLC0415
+    for each in _process_tree(pid):
+        try:
+            os.sched_setscheduler(each, os.SCHED_OTHER, os.sched_param(0))
+        except (AttributeError, OSError):
+            pass
+        try:
+            os.setpriority(os.PRIO_PROCESS, each, 0)
+        except (AttributeError, OSError):
+            pass
 
-    try:
-        procs = [psutil.Process(pid)]
-        procs += procs[0].children(recursive=True)
-    except psutil.Error:
-        return
-    for proc in procs:
-        try:
-            os.sched_setscheduler(proc.pid, os.SCHED_OTHER, os.sched_param(0))
-        except (AttributeError, OSError):
-            pass
-        try:
-            os.setpriority(os.PRIO_PROCESS, proc.pid, 0)
-        except (AttributeError, OSError):
-            pass
+
+def _to_background(job: "_Running", background: bool) -> None:
+    if job.background != background:
+        job.background = background
+        (lower_to_idle_priority if background else restore_priority)(job.proc.pid)
 
 
 def _end_background(waiting: list[StageNode], running: dict[str, "_Running"], done: set[str], slots: int) -> None:
@@ -147,9 +160,18 @@ def _end_background(waiting: list[StageNode], running: dict[str, "_Running"], do
     if following is not None and slots_of(following, slots) == slots:
         return
     for job in running.values():
-        if job.background:
-            job.background = False
-            restore_priority(job.proc.pid)
+        _to_background(job, False)
+
+
+def _make_room(node: StageNode, running: dict[str, "_Running"], slots: int) -> None:
+    """A big stage is next and the only stage in its way began in the background (a one-core stage
+    promoted when the previous big stage ended): it goes back to the background instead of delaying
+    the most urgent stage."""
+    if slots_of(node, slots) != slots or any(job.background for job in running.values()):
+        return
+    foreground = [job for job in running.values() if not job.background]
+    if len(foreground) == 1 and foreground[0].began_in_background:
+        _to_background(foreground[0], True)
 
 
 def _fits(node: StageNode, running: dict[str, "_Running"], slots: int) -> bool:
@@ -199,13 +221,16 @@ def repro_parallel(root: Path, slots: int, *, force: bool = False, stream: bool 
             lower_to_idle_priority(proc.pid)
             say(None, f"[paco-fr] {node.name} runs in the background (idle priority) beside "
                       f"{', '.join(running)}\n")
-        job = running[node.name] = _Running(node, proc, time.perf_counter(), background=background)
+        job = running[node.name] = _Running(node, proc, time.perf_counter(), background=background,
+                                            began_in_background=background)
         threading.Thread(target=_pump, args=(job, events), daemon=True).start()
 
     try:
         while waiting or running:
             while waiting and not failed:
                 ready = next((n for n in waiting if n.needs <= done), None)
+                if ready is not None:
+                    _make_room(ready, running, slots)
                 if ready is None or not _fits(ready, running, slots):
                     break  # the most urgent ready stage waits for its slots; nothing overtakes it
                 waiting.remove(ready)

@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from paco_fr.pipeline import PipelineError, stage_outputs
-from paco_fr.scheduler import lower_to_idle_priority, repro_parallel, restore_priority, stage_graph
+from paco_fr.scheduler import (StageNode, _end_background, _fits, _make_room, _Running, lower_to_idle_priority,
+                               repro_parallel, restore_priority, stage_graph)
 from tiny_repo import commit, copy_repo, dvc
 
 WORK = ("a", "b", "c", "d")
@@ -167,5 +168,30 @@ def test_a_background_stage_runs_at_idle_priority_and_is_restored_when_the_big_s
     finally:
         for p in psutil.Process(proc.pid).children(recursive=True):
             p.kill()
+        proc.kill()
+        proc.wait()
+
+
+def test_a_promoted_background_stage_steps_back_for_the_next_big_stage():
+    """Curation's last partition ends while a background evaluation runs; the merge (one core) is next,
+    so the evaluation becomes ordinary. When pre-training (every core) becomes ready, that evaluation
+    must not delay it: it returns to the background, at idle priority, and pre-training fits."""
+    big, one = StageNode("pretrain", set(), "all"), StageNode("merge", set())
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        lower_to_idle_priority(proc.pid)
+        job = _Running(StageNode("evaluate", set()), proc, 0.0, background=True, began_in_background=True)
+        running = {"evaluate": job}
+        _end_background([big], running, set(), 2)  # the next stage is big again: stays behind
+        assert job.background and _fits(big, running, 2) and _fits(one, running, 2)  # it counts as one slot
+        _end_background([one], running, set(), 2)  # the next is one-core: an ordinary stage, one slot
+        assert not job.background and _fits(one, running, 2) and not _fits(big, running, 2)
+        _make_room(big, running, 2)
+        assert job.background and _fits(big, running, 2)
+        assert os.sched_getscheduler(proc.pid) == os.SCHED_IDLE
+        ordinary = _Running(one, proc, 0.0)
+        _make_room(big, {"merge": ordinary}, 2)  # a stage that began in the foreground is never pushed back
+        assert not ordinary.background
+    finally:
         proc.kill()
         proc.wait()
