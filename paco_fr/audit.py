@@ -253,7 +253,10 @@ def _lists_source(root: Path, rec: dict[str, Any], relpaths: set[str]) -> bool:
     table = version_file(root, rec["artifact"], rec["key"], CONTENT_TABLES[rec["stage"]])
     if table is None:
         return True
-    frame = pd.read_parquet(io.BytesIO(table.read_bytes()), columns=["source_path"])
+    # One column of an in-memory file: no Arrow thread pool. A `paco-fr lineage --uses` that had one
+    # running exited once with "terminate called without an active exception" (rc != 0, its JSON
+    # already printed) under the test suite's load.
+    frame = pd.read_parquet(io.BytesIO(table.read_bytes()), columns=["source_path"], use_threads=False)
     return bool(frame["source_path"].isin(relpaths).any())
 
 
