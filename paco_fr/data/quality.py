@@ -39,7 +39,11 @@ def face_size_px(keypoints5: np.ndarray) -> float:
     """Side in source pixels of the square the 112 px ArcFace template covers for this face."""
     matrix = estimate_similarity(keypoints5, canonical_template(REFERENCE_SIZE, 1.0))
     scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))  # crop px per source px
-    return REFERENCE_SIZE / scale
+    # Rounded to a thousandth of a pixel: the similarity's SVD and determinant (LAPACK, BLAS) take other
+    # kernels on CPUs with AVX-512 and move the last bits (~1e-14 px), which made the manifest, and so
+    # the corpus, differ between machines. A rounding boundary falls within those bits about once in
+    # 10^10 faces.
+    return round(REFERENCE_SIZE / scale, 3)
 
 
 def _reference_luma(crop_rgb: np.ndarray) -> np.ndarray:
