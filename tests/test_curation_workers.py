@@ -104,6 +104,24 @@ def _kill_after_chunks(proc: subprocess.Popen, chunk_dir_glob: Path, n: int) -> 
     assert proc.returncode == -signal.SIGKILL
 
 
+def test_pool_reports_a_spare_core_once_its_queue_is_empty(raw, tmp_path):
+    """`curate` imports Great Expectations for the merge only once a worker has run out of chunks, so that
+    the import does not take a core from the workers: the hook fires once, after every chunk was handed out."""
+    from paco_fr.data.partition import curate_partitions
+    from paco_fr.data.sources import discover
+
+    part_dir = tmp_path / "part"
+    published_when_idle = []
+    curate_partitions(_cfg(1), {0: part_dir}, discover(raw), workers=2, resume=False, progress=False,
+                      progress_json=False,
+                      on_idle=lambda: published_when_idle.append(len(list(part_dir.glob("chunks/chunk-*.json")))))
+    n_chunks = len(list(part_dir.glob("chunks/chunk-*.json")))
+    assert n_chunks > 3
+    assert len(published_when_idle) == 1
+    # two workers, an empty queue: one worker has published its last chunk, the other holds at most one
+    assert published_when_idle[0] >= n_chunks - 1
+
+
 @pytest.mark.slow
 def test_sigkilled_cli_redoes_only_unfinished_chunks(raw, reference, tmp_path):
     out = tmp_path / "corpus"

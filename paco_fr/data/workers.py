@@ -27,7 +27,7 @@ import traceback
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from paco_fr.data.config import CurationConfig
 from paco_fr.data.sources import SourceItem
@@ -164,13 +164,16 @@ class _Worker:
 class ChunkPool:
     """Runs chunk tasks on `workers` processes. In the parent, `on_input(inputs, faces, rejected)` adds
     finished work to the progress (negative when a dead worker's chunk is to be redone) and
-    `on_chunk(task)` is called for every published chunk."""
+    `on_chunk(task)` is called for every published chunk, and `on_idle()` once, when a worker first runs
+    out of work (the queue is empty: from then on a core is spare)."""
 
-    def __init__(self, cfg: CurationConfig, workers: int, *, on_input, on_chunk) -> None:
+    def __init__(self, cfg: CurationConfig, workers: int, *, on_input, on_chunk,
+                 on_idle: Callable[[], None] | None = None) -> None:
         self.cfg = cfg
         self.n_workers = max(1, int(workers))
         self.on_input = on_input
         self.on_chunk = on_chunk
+        self.on_idle = on_idle
         self.deaths: list[WorkerDeath] = []
         self.rejected_for_crashes: list[str] = []
         self.worker_peak_rss_mb: float | None = None  # the largest worker's VmHWM
@@ -197,6 +200,9 @@ class ChunkPool:
                         worker.tally = [0, 0, 0]
                         worker.conn.send(worker.task)
                 busy = [w for w in workers if w.task is not None]
+                if self.on_idle is not None and not queue and len(busy) < len(workers):
+                    self.on_idle, on_idle = None, self.on_idle
+                    on_idle()
                 ready = multiprocessing.connection.wait([w.conn for w in busy])
                 for worker in busy:
                     if worker.conn in ready:
