@@ -122,6 +122,26 @@ def test_pool_reports_a_spare_core_once_its_queue_is_empty(raw, tmp_path):
     assert published_when_idle[0] >= n_chunks - 1
 
 
+def test_chunks_written_by_other_curation_code_are_not_reused(raw, tmp_path, monkeypatch):
+    """DVC re-runs a partition when paco_fr/data changes; the partition must then redo its chunks, not
+    resume from those the old code wrote (they would carry the old code's bytes into the corpus)."""
+    from paco_fr.data import chunks
+    from paco_fr.data.partition import curate_partitions
+    from paco_fr.data.sources import discover
+
+    part_dir, items = tmp_path / "part", discover(raw)
+
+    def run():
+        return curate_partitions(_cfg(1), {0: part_dir}, items, workers=1, resume=True, progress=False,
+                                 progress_json=False)[0]
+
+    first = run()
+    assert run().reused_whole, "the same code: the finished partition is reused"
+    monkeypatch.setattr(chunks, "code_hash", lambda: "other code")
+    again = run()
+    assert not again.reused_whole and again.chunks_reused == [] and len(again.chunks_done) == first.chunks
+
+
 @pytest.mark.slow
 def test_sigkilled_cli_redoes_only_unfinished_chunks(raw, reference, tmp_path):
     out = tmp_path / "corpus"

@@ -6,13 +6,14 @@
     PART/chunks/chunk-NNNNNN.json           the completion marker, written last: fingerprint, counts
 
 Each file is written under a temporary name and renamed; the marker names the chunk's fingerprint
-(its inputs as discovered + the settings that change a chunk) and the tar's size, so a chunk is
-reused only when it is complete and describes the same inputs and settings.
+(its inputs as discovered + the settings that change a chunk + the curation code) and the tar's size,
+so a chunk is reused only when it is complete and describes the same inputs, settings and code.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -38,8 +39,19 @@ _MEMBER_COLUMN = {"png": "png", "json": "json", "labels.png": "labels"}
 
 def settings_hash(cfg: CurationConfig) -> str:
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in MERGE_ONLY}
-    payload = json.dumps({"chunk": CHUNK_VERSION, "cfg": settings}, sort_keys=True)
+    payload = json.dumps({"chunk": CHUNK_VERSION, "cfg": settings, "code": code_hash()}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+@functools.cache
+def code_hash() -> str:
+    """The curation code (this package's sources, what DVC's curate_part stage depends on): DVC re-runs
+    the stage when it changes, and the stage must then not reuse chunks the old code wrote."""
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def chunk_fingerprint(settings: str, items: list[SourceItem], *, inputs: str | None = None) -> str:
