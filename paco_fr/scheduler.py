@@ -47,6 +47,7 @@ from typing import Callable
 from paco_fr.pipeline import PipelineError, ReproResult, stage_outputs, tool_env
 
 ALL_CORES = "all"
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 @dataclass
@@ -195,6 +196,17 @@ def _background_candidate(waiting: list[StageNode], running: dict[str, "_Running
     return next((n for n in waiting if n.needs <= done and slots_of(n, slots) == 1), None)
 
 
+def thread_limits(node: StageNode, slots: int) -> dict[str, str]:
+    """The environment that holds a stage to as many threads as the slots it holds: torch, OpenMP and
+    OpenBLAS otherwise start one thread per core in every stage, four threads on two cores for two
+    evaluations side by side, and a background stage would take the idle moments of every core rather
+    than of one. Stages that take every slot, and limits the user has set, are left alone."""
+    n = slots_of(node, slots)
+    if n >= slots:
+        return {}
+    return {name: str(n) for name in THREAD_VARIABLES if name not in os.environ}
+
+
 def repro_parallel(root: Path, slots: int, *, force: bool = False, stream: bool = True) -> ReproResult:
     """Reproduce every stage of dvc.yaml, up to `slots` cores' worth at once (see the module's text).
     Returns what `dvc_repro` returns for the whole pipeline."""
@@ -215,8 +227,8 @@ def repro_parallel(root: Path, slots: int, *, force: bool = False, stream: bool 
     def start(node: StageNode, background: bool = False) -> None:
         cmd = [sys.executable, "-m", "dvc", "--wait-for-lock", "repro", "--single-item",
                *(["--force"] if force else []), node.name]
-        proc = subprocess.Popen(cmd, cwd=root, env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, bufsize=1)
+        proc = subprocess.Popen(cmd, cwd=root, env=tool_env(thread_limits(node, slots)), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, bufsize=1)
         if background:  # before DVC (seconds of imports) starts the stage's command, which inherits it
             lower_to_idle_priority(proc.pid)
             say(None, f"[paco-fr] {node.name} runs in the background (idle priority) beside "

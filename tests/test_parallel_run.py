@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from paco_fr.pipeline import PipelineError, stage_outputs
-from paco_fr.scheduler import (StageNode, _end_background, _fits, _make_room, _Running, lower_to_idle_priority,
+from paco_fr.scheduler import (THREAD_VARIABLES, StageNode, _end_background, _fits, _make_room, _Running, lower_to_idle_priority,
                                repro_parallel, restore_priority, stage_graph)
 from tiny_repo import commit, copy_repo, dvc
 
@@ -35,7 +35,8 @@ pathlib.Path('out', name).mkdir(parents=True, exist_ok=True)
 pathlib.Path('out', name, 'value.txt').write_text(value)
 with open('times.log', 'a') as log:
     idle = os.sched_getscheduler(0) == os.SCHED_IDLE
-    log.write(f'{name} {start} {time.time()} {"idle" if idle else "normal"}\\n')
+    threads = os.environ.get('OMP_NUM_THREADS', '-')
+    log.write(f'{name} {start} {time.time()} {"idle" if idle else "normal"} {threads}\\n')
 """
 
 
@@ -70,11 +71,15 @@ def toy_repo(tmp_path):
 
 def _intervals(repo: Path) -> dict[str, tuple[float, float]]:
     rows = [line.split() for line in (repo / "times.log").read_text().splitlines()]
-    return {name: (float(start), float(end)) for name, start, end, _ in rows}
+    return {name: (float(start), float(end)) for name, start, end, *_ in rows}
 
 
 def _priorities(repo: Path) -> dict[str, str]:
     return {row[0]: row[3] for row in (line.split() for line in (repo / "times.log").read_text().splitlines())}
+
+
+def _threads(repo: Path) -> dict[str, str]:
+    return {row[0]: row[4] for row in (line.split() for line in (repo / "times.log").read_text().splitlines())}
 
 
 def _overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
@@ -90,7 +95,9 @@ def test_the_graph_follows_dependencies_not_the_order_of_dvc_yaml(toy_repo):
     assert nodes["prep"].cores == "all" and nodes["work@a"].cores == 1
 
 
-def test_independent_stages_run_at_once_and_build_what_dvc_repro_builds(toy_repo, tmp_path, capsys):
+def test_independent_stages_run_at_once_and_build_what_dvc_repro_builds(toy_repo, tmp_path, capsys, monkeypatch):
+    for name in THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     result = repro_parallel(toy_repo, 2, stream=True)
     said = capsys.readouterr().out
     assert sorted(result.ran) == sorted(["prep", "side", "solo", "join", *(f"work@{w}" for w in WORK)])
@@ -99,9 +106,13 @@ def test_independent_stages_run_at_once_and_build_what_dvc_repro_builds(toy_repo
     # Two slots: the work stages ran two at a time, never three. Beside an all-core stage ran at most
     # `side`, which is ready from the start: started in the background, at idle priority, beside `prep`.
     assert any(_overlap(x, y) for i, x in enumerate(work) for y in work[i + 1:])
-    assert all(sum(_overlap(x, y) for y in work) <= 2 for x in work)  # itself and at most one more
+    # at no moment three at once (each start is the moment most are running)
+    assert all(sum(start <= t < end for start, end in work) <= 2 for t, _ in work)
     assert "[paco-fr] side runs in the background (idle priority) beside prep" in said
     assert all(p == "normal" for name, p in priority.items() if name != "side"), priority
+    # A stage holding one of the two slots runs one thread (torch/OpenMP/BLAS); an all-core stage, its own.
+    assert _threads(toy_repo) == {"prep": "-", "solo": "-", "side": "1", "join": "1",
+                                  **{f"work-{w}": "1" for w in WORK}}
     for solo in ("prep", "solo"):
         assert {name for name, t in times.items() if name != solo and _overlap(times[solo], t)} <= {"side"}, solo
     assert times["join"][0] >= max(end for _, end in work)
