@@ -40,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="cores' worth of stages to run at once (default: pipeline.jobs; 0: every core; 1: one "
                         "`dvc repro`). A stage marked `meta: {cores: all}` in dvc.yaml runs alone. An experiment "
                         "(--set, --full, --seeds) runs its stages one at a time")
+    p.add_argument("--background", action=argparse.BooleanOptionalAction, default=None,
+                   help="while a stage that takes every core runs, run one ready one-core stage beside it at idle "
+                        "CPU priority (default: pipeline.background; docs/orchestration.md)")
     add_config_args(p)
     p.set_defaults(func=_run)
 
@@ -74,7 +77,8 @@ def _run(args: argparse.Namespace) -> int:
         if pairs:
             return _experiment(root, cfg, pairs, args.name, started)
         jobs = cfg.pipeline.jobs if args.jobs is None else args.jobs
-        return _production(root, cfg, args.force, jobs, started)
+        background = cfg.pipeline.background if args.background is None else args.background
+        return _production(root, cfg, args.force, jobs, background, started)
     except PipelineError as exc:
         print(f"paco-fr run: {exc}", file=sys.stderr)
         return 1
@@ -99,7 +103,7 @@ def _ensure_raw(root: Path, cfg) -> None:
     version_raw(root, cfg.paths.raw_dir, params=to_dict(cfg.curation.builtin) if builtin else {})
 
 
-def _production(root: Path, cfg, force: bool, jobs: int, started: float) -> int:
+def _production(root: Path, cfg, force: bool, jobs: int, background: bool, started: float) -> int:
     from paco_fr.io import available_cores
     from paco_fr.pipeline import dvc_repro
     from paco_fr.scheduler import repro_parallel
@@ -107,7 +111,7 @@ def _production(root: Path, cfg, force: bool, jobs: int, started: float) -> int:
     slots = jobs or available_cores()
     if slots > 1:
         print(f"[paco-fr] dvc repro, up to {slots} cores' worth of stages at once", flush=True)
-        result = repro_parallel(root, slots, force=force)
+        result = repro_parallel(root, slots, force=force, background=background)
     else:
         result = dvc_repro([], root=root, force=force)
     for hook in metadata.entry_points(group=RUN_HOOKS):

@@ -8,7 +8,7 @@ that do not depend on each other at once. Each of them still skips a stage that 
 records its outputs in dvc.lock, and runs the same command in the same environment as `dvc repro`:
 the outputs are the same bytes.
 
-    repro_parallel(root, slots) -> ReproResult
+    repro_parallel(root, slots, background=False) -> ReproResult
 
 The stages of dvc.yaml run in dependency order on `slots` cores. A stage whose dvc.yaml entry says
 `meta: {cores: all}` (pre-training: one torch thread per core; a curation partition: one worker per
@@ -17,8 +17,8 @@ ready, the one with the longest chain of stages after it goes first (the path to
 through curation and pre-training), and a stage waiting for slots is not overtaken by shorter work, so
 pre-training starts as soon as the evaluations already running finish.
 
-While a stage that takes every slot runs, one one-core stage that is ready may run beside it in the
-*background*: at idle CPU priority (Linux SCHED_IDLE, elsewhere nice 19), so it only gets what the big
+With `background` (params `pipeline.background`, `paco-fr run --background`; off by default), while a
+stage that takes every slot runs, one one-core stage that is ready may run beside it in the *background*: at idle CPU priority (Linux SCHED_IDLE, elsewhere nice 19), so it only gets what the big
 stage leaves idle (pre-training keeps ~1.75 of 2 cores busy; the rest ran three to four evaluations of
 baselines per 40 steps, the 40 steps taking no longer: 125.5/120.3 s alone, 129.2/108.2 s with them).
 When the big stage ends, a background stage still running becomes an ordinary one, back at normal
@@ -207,9 +207,10 @@ def thread_limits(node: StageNode, slots: int) -> dict[str, str]:
     return {name: str(n) for name in THREAD_VARIABLES if name not in os.environ}
 
 
-def repro_parallel(root: Path, slots: int, *, force: bool = False, stream: bool = True) -> ReproResult:
-    """Reproduce every stage of dvc.yaml, up to `slots` cores' worth at once (see the module's text).
-    Returns what `dvc_repro` returns for the whole pipeline."""
+def repro_parallel(root: Path, slots: int, *, force: bool = False, stream: bool = True,
+                   background: bool = False) -> ReproResult:
+    """Reproduce every stage of dvc.yaml, up to `slots` cores' worth at once (see the module's text),
+    with background stages when `background`. Returns what `dvc_repro` returns for the whole pipeline."""
     nodes = stage_graph(root)
     for node in nodes:
         slots_of(node, slots)  # a bad meta.cores is refused before anything starts
@@ -247,7 +248,7 @@ def repro_parallel(root: Path, slots: int, *, force: bool = False, stream: bool 
                     break  # the most urgent ready stage waits for its slots; nothing overtakes it
                 waiting.remove(ready)
                 start(ready)
-            extra = None if failed else _background_candidate(waiting, running, done, slots)
+            extra = None if failed or not background else _background_candidate(waiting, running, done, slots)
             if extra is not None:
                 waiting.remove(extra)
                 start(extra, background=True)

@@ -98,7 +98,7 @@ def test_the_graph_follows_dependencies_not_the_order_of_dvc_yaml(toy_repo):
 def test_independent_stages_run_at_once_and_build_what_dvc_repro_builds(toy_repo, tmp_path, capsys, monkeypatch):
     for name in THREAD_VARIABLES:
         monkeypatch.delenv(name, raising=False)
-    result = repro_parallel(toy_repo, 2, stream=True)
+    result = repro_parallel(toy_repo, 2, stream=True, background=True)
     said = capsys.readouterr().out
     assert sorted(result.ran) == sorted(["prep", "side", "solo", "join", *(f"work@{w}" for w in WORK)])
     times, priority = _intervals(toy_repo), _priorities(toy_repo)
@@ -120,7 +120,7 @@ def test_independent_stages_run_at_once_and_build_what_dvc_repro_builds(toy_repo
         "join(" + ",".join(f"work-{w}(prep())" for w in WORK) + ")"
     # dvc.lock records every stage: DVC sees the pipeline up to date, and a second run runs nothing.
     assert "up to date" in dvc(toy_repo, "status")
-    assert repro_parallel(toy_repo, 2, stream=False).ran == []
+    assert repro_parallel(toy_repo, 2, stream=False, background=True).ran == []
     # The same outputs, to the byte, as one stage at a time with plain `dvc repro`.
     twin = tmp_path / "twin"
     subprocess.run(["git", "clone", "-q", str(toy_repo), str(twin)], check=True)
@@ -134,6 +134,10 @@ def test_a_failed_stage_stops_new_ones_and_keeps_the_work_that_finished(toy_repo
         repro_parallel(toy_repo, 2, stream=False)
     done = set(yaml.safe_load((toy_repo / "dvc.lock").read_text())["stages"])
     assert {"prep", "work@a"} <= done and "join" not in done and "work@b" not in done
+    # Without background stages (the default) nothing ran beside the all-core stage, nothing at idle priority.
+    times = _intervals(toy_repo)
+    assert not any(_overlap(times["prep"], t) for name, t in times.items() if name != "prep")
+    assert set(_priorities(toy_repo).values()) == {"normal"}
     # Fixed, the next run does only what is missing.
     (toy_repo / "fail-work-b").unlink()
     assert "prep" not in repro_parallel(toy_repo, 2, stream=False).ran
