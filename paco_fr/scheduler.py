@@ -15,7 +15,9 @@ The stages of dvc.yaml run in dependency order on `slots` cores. A stage whose d
 core) takes every slot and so runs alone; every other stage takes one. Among the stages that are
 ready, the one with the longest chain of stages after it goes first (the path to the comparison table
 through curation and pre-training), and a stage waiting for slots is not overtaken by shorter work, so
-pre-training starts as soon as the evaluations already running finish.
+pre-training starts as soon as the evaluations already running finish. Nor does a one-core stage start
+while the stages an all-core stage waits for are running, unless it is one of them: it would hold a slot
+when the all-core stage becomes ready.
 
 With `background` (params `pipeline.background`, `paco-fr run --background`; off by default), while a
 stage that takes every slot runs, one one-core stage that is ready may run beside it in the *background*: at idle CPU priority (Linux SCHED_IDLE, elsewhere nice 19), so it only gets what the big
@@ -175,6 +177,24 @@ def _make_room(node: StageNode, running: dict[str, "_Running"], slots: int) -> N
         _to_background(foreground[0], True)
 
 
+def _held_back(node: StageNode, waiting: list[StageNode], running: dict[str, "_Running"], done: set[str],
+                slots: int, by_name: dict[str, StageNode]) -> bool:
+    """Whether one-core `node` must not start now: the most urgent stage still to run that takes every
+    slot is on its way (a stage it needs is running), and `node` is not: started now, `node` would hold
+    a slot when that stage becomes ready, which would then wait for it (pre-training waited 31 s for an
+    evaluation started beside the region maps)."""
+    big = next((n for n in waiting if slots_of(n, slots) == slots), None)
+    if big is None or slots_of(node, slots) == slots:
+        return False
+    pending, todo = set(), list(big.needs - done)
+    while todo:  # every stage `big` still waits for, directly or not
+        name = todo.pop()
+        if name not in pending:
+            pending.add(name)
+            todo.extend(by_name[name].needs - done)
+    return node.name not in pending and bool(pending & set(running))
+
+
 def _fits(node: StageNode, running: dict[str, "_Running"], slots: int) -> bool:
     """Whether `node` may start now. A stage that takes every slot waits only for the foreground
     stages; any other also counts the background one as a slot."""
@@ -217,6 +237,7 @@ def repro_parallel(root: Path, slots: int, *, force: bool = False, stream: bool 
     runs = _to_run(nodes, {n.name for n in nodes} if force else changed_stages(root))
     done = {n.name for n in nodes if n.name not in runs}
     waiting = sorted((n for n in nodes if n.name in runs), key=lambda n: -n.after)  # stable among equals
+    by_name = {n.name: n for n in nodes}
     running: dict[str, _Running] = {}
     events: queue.Queue = queue.Queue()
     logs: list[str] = []
@@ -241,7 +262,8 @@ def repro_parallel(root: Path, slots: int, *, force: bool = False, stream: bool 
     try:
         while waiting or running:
             while waiting and not failed:
-                ready = next((n for n in waiting if n.needs <= done), None)
+                ready = next((n for n in waiting if n.needs <= done
+                              and not _held_back(n, waiting, running, done, slots, by_name)), None)
                 if ready is not None:
                     _make_room(ready, running, slots)
                 if ready is None or not _fits(ready, running, slots):

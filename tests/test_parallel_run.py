@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from paco_fr.pipeline import PipelineError, stage_outputs
-from paco_fr.scheduler import (THREAD_VARIABLES, StageNode, _end_background, _fits, _make_room, _Running, lower_to_idle_priority,
-                               repro_parallel, restore_priority, stage_graph)
+from paco_fr.scheduler import (THREAD_VARIABLES, StageNode, _end_background, _fits, _held_back, _make_room,
+                               _Running, lower_to_idle_priority, repro_parallel, restore_priority, stage_graph)
 from tiny_repo import commit, copy_repo, dvc
 
 WORK = ("a", "b", "c", "d")
@@ -210,3 +210,21 @@ def test_a_promoted_background_stage_steps_back_for_the_next_big_stage():
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_no_stage_starts_that_would_hold_a_slot_when_the_next_big_stage_becomes_ready():
+    """The default pipeline's shape: merge -> regions -> pretrain (every core) -> evaluate, and evaluations
+    of baselines that need nothing. While the merge or the region maps run, a baseline evaluation would
+    still hold its slot when pre-training becomes ready (pair 11 of the main job: 31 s of waiting), so it
+    waits; once pre-training runs, or before anything leads to it, it may start."""
+    nodes = [StageNode("pretrain", {"regions"}, "all"), StageNode("regions", {"merge"}),
+             StageNode("merge", set()), StageNode("evaluate", {"pretrain"}), StageNode("baseline", set())]
+    by_name = {n.name: n for n in nodes}
+    waiting = [by_name[n] for n in ("pretrain", "regions", "evaluate", "baseline")]
+    job = lambda name: _Running(by_name[name], None, 0.0)  # noqa: E731
+    baseline, regions = by_name["baseline"], by_name["regions"]
+    assert _held_back(baseline, waiting, {"merge": job("merge")}, set(), 2, by_name)
+    assert not _held_back(regions, waiting, {"merge": job("merge")}, set(), 2, by_name)  # on the way itself
+    assert _held_back(baseline, waiting[:1] + waiting[2:], {"regions": job("regions")}, {"merge"}, 2, by_name)
+    assert not _held_back(baseline, waiting, {}, set(), 2, by_name)  # nothing on the way runs yet
+    assert not _held_back(baseline, waiting[2:], {"pretrain": job("pretrain")}, {"merge", "regions"}, 2, by_name)
