@@ -48,9 +48,11 @@ def curate(cfg: CurationConfig, source: str | os.PathLike[str], out_dir: str | o
     # Great Expectations takes seconds of CPU to import; the merge needs it. Import it in a thread while a
     # core is spare: now if the workers leave one (or the parent renders the builtin folder first), else
     # once the first worker runs out of chunks, so that it does not slow the workers down.
-    import_ge = _once(lambda: threading.Thread(target=importlib.import_module, args=("great_expectations",),
-                                               daemon=True).start())
-    if n_workers < available_cores() or str(source) == "builtin":
+    def import_ge() -> None:
+        threading.Thread(target=importlib.import_module, args=("great_expectations",), daemon=True).start()
+
+    spare_core_now = n_workers < available_cores() or str(source) == "builtin"
+    if spare_core_now:
         import_ge()
     if str(source) == "builtin":
         from paco_fr.data.builtin import write_builtin_raw  # noqa: PLC0415
@@ -68,7 +70,8 @@ def curate(cfg: CurationConfig, source: str | os.PathLike[str], out_dir: str | o
     _remove_other_partitionings(work, cfg.n_partitions)
     part_dirs = {i: work / part_dir_name(i, cfg.n_partitions) for i in range(cfg.n_partitions)}
     parts = curate_partitions(cfg, part_dirs, items, workers=n_workers, resume=resume, progress=progress,
-                              progress_json=progress_json, on_progress=on_progress, on_idle=import_ge)
+                              progress_json=progress_json, on_progress=on_progress,
+                              on_idle=None if spare_core_now else import_ge)
     curated = time.perf_counter()
     result = merge_partitions(cfg, root, [part_dirs[i] for i in sorted(part_dirs)], out_dir, items=items,
                               progress=progress)
@@ -79,16 +82,6 @@ def curate(cfg: CurationConfig, source: str | os.PathLike[str], out_dir: str | o
     run["timing"].update(wall_s=round(time.perf_counter() - started, 3), curate_s=round(curated - started, 3),
                          inputs_per_s=round(result.summary["inputs"] / (time.perf_counter() - started), 2))
     return result
-
-
-def _once(fn: Callable[[], None]) -> Callable[[], None]:
-    done = []
-
-    def call() -> None:
-        if not done:
-            done.append(True)
-            fn()
-    return call
 
 
 def _remove_other_partitionings(work: Path, partitions: int) -> None:
