@@ -20,7 +20,8 @@ while the stages an all-core stage waits for are running, unless it is one of th
 when the all-core stage becomes ready.
 
 With `background` (params `pipeline.background`, `paco-fr run --background`; on by default), while a
-stage that takes every slot runs, one one-core stage that is ready may run beside it in the *background*: at idle CPU priority (Linux SCHED_IDLE, elsewhere nice 19), so it only gets what the big
+stage that takes every slot runs, one one-core stage that is ready may run beside it in the
+*background*: at idle CPU priority (Linux SCHED_IDLE, elsewhere nice 19), so it only gets what the big
 stage leaves idle (pre-training keeps ~1.75 of 2 cores busy; the rest ran three to four evaluations of
 baselines per 40 steps, the 40 steps taking no longer: 125.5/120.3 s alone, 129.2/108.2 s with them).
 When the big stage ends, a background stage still running becomes an ordinary one, back at normal
