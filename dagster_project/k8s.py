@@ -26,6 +26,7 @@ from pydantic import Field
 
 from dagster_project.project import default_repo_root
 from dagster_project.resources import TrainingLauncher
+from paco_fr.lineage import reruns_log
 from paco_fr.pipeline import PipelineError, declared_outputs, lock_stages
 from paco_fr.train.cli import NPROC_ENV
 
@@ -102,9 +103,9 @@ class K8sTrainingLauncher(TrainingLauncher):
         missing = [s for s in INPUT_STAGES if s not in stages]
         if missing:
             raise dg.Failure(f"dvc.lock has no entry for {', '.join(missing)}: build the corpus and regions first")
-        # The stage's git-tracked outputs (its lineage log, persisted across runs) as they are here, so the
-        # pod appends to them rather than to the committed copy.
-        small = {p: (root / p).read_text(encoding="utf-8") for p in declared_outputs(target, root)
+        # The stage's git-tracked outputs (its lineage log, persisted across runs) and its log's re-runs as
+        # they are here, so the pod appends to them rather than to the committed copy.
+        small = {p: (root / p).read_text(encoding="utf-8") for p in with_reruns_logs(declared_outputs(target, root))
                  if (root / p).is_file()}
         return {"target": target, "commit": commit, "params_yaml": (root / "params.yaml").read_text(),
                 "dvc_lock": {s: stages[s] for s in INPUT_STAGES}, "remote": self.remote, "small_outputs": small}
@@ -164,6 +165,16 @@ def receive_outputs(root: Path, target: str, metadata: dict[str, Any], *, remote
                                        capture_output=True, text=True, check=True).stdout or "{}")
     if status:
         raise dg.Failure(f"after merging the pod's results, DVC still reports {target} as changed: {status}")
+
+
+def with_reruns_logs(paths: list[str]) -> list[str]:
+    """`paths` and, after each lineage log among them, the log of its version's re-runs."""
+    out = []
+    for path in paths:
+        out.append(path)
+        if path.startswith("lineage/") and path.endswith(".jsonl"):
+            out.append(reruns_log(path).as_posix())
+    return out
 
 
 def merge_lock_entry(root: Path, stage: str, entry: dict[str, Any]) -> None:

@@ -91,8 +91,10 @@ def worker_report(root: Path, target: str, remote: str | None) -> dict:
     subprocess.run([sys.executable, "-m", "dvc", "push", target, *(["-r", remote] if remote else [])], cwd=root,
                    check=True)
     entry = lock_stages(root)[target]
-    small = {o["path"]: (root / o["path"]).read_text(encoding="utf-8") for o in entry["outs"]
-             if (root / o["path"]).is_file() and (root / o["path"]).stat().st_size <= SMALL_OUTPUT_BYTES}
+    from dagster_project.k8s import with_reruns_logs
+
+    small = {p: (root / p).read_text(encoding="utf-8") for p in with_reruns_logs([o["path"] for o in entry["outs"]])
+             if (root / p).is_file() and (root / p).stat().st_size <= SMALL_OUTPUT_BYTES}
     return {"dvc_lock_entry": {"raw_value": entry, "type": "json"},
             "small_outputs": {"raw_value": small, "type": "json"}}
 

@@ -16,7 +16,11 @@ records made outside a stage (the raw folder's versions, erasures, direct CLI ru
      "code": {"git_commit": ..., "git_dirty": ...}, "environment": {"python": ..., "packages": {...}},
      "run": {"run_id": ..., "created_at": ..., "host": ..., ...facts of that run}}
 
-The same version built twice gives two lines with one key: the version is one, its runs are two.
+The same version built twice is one version with two runs. The log keeps the first record of each
+version (its identity); a later run of a version the log already holds goes to ``<log>.reruns.jsonl``
+beside it (``lineage/curate.reruns.jsonl``), which git ignores and every reader here reads too. So a
+fresh clone that rebuilds the committed versions leaves the tracked logs, and dvc.lock's md5s of them,
+as they were: `git status` shows only what changed.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from typing import Any, Iterator, Mapping
 
 LOG_ENV = "PACO_FR_LINEAGE_LOG"
 LOG_RELPATH = Path("lineage") / "records.jsonl"
+RERUNS_SUFFIX = ".reruns.jsonl"
 RUN_ID_ENV = "PACO_FR_RUN_ID"
 
 # Packages whose versions can change artifact bytes or results; recorded with every version.
@@ -124,9 +129,11 @@ def git_state(cwd: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         return out.stdout.strip() if out.returncode == 0 else None
 
     commit = _git("rev-parse", "HEAD")
-    # dvc.lock and this log change as a matter of course during a run; they are not code.
+    # dvc.lock, the lineage logs and metrics change as a matter of course during a run (every stage appends
+    # to its log); they are not code. Excluding only records.jsonl once made every stage after the first
+    # of a run record dirty=true.
     dirty = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!dvc.lock", ":!*.dvc",
-                 f":!{LOG_RELPATH.as_posix()}", ":!metrics")
+                 f":!{LOG_RELPATH.parent.as_posix()}", ":!metrics")
     return {"commit": commit, "dirty": bool(dirty) if dirty is not None else None}
 
 
@@ -178,12 +185,23 @@ def lineage_log_path(root: str | os.PathLike[str] | None = None) -> Path:
 
 
 def lineage_files(root: str | os.PathLike[str] | None = None) -> list[Path]:
-    """Every log: the repository's lineage/**/*.jsonl, and $PACO_FR_LINEAGE_LOG when set."""
+    """Every log: the repository's lineage/**/*.jsonl (re-run logs included), and $PACO_FR_LINEAGE_LOG
+    and its re-run log when set."""
     folder = lineage_dir(root)
     files = sorted(folder.rglob("*.jsonl")) if folder.is_dir() else []
-    if os.environ.get(LOG_ENV) and Path(os.environ[LOG_ENV]) not in files:
-        files.append(Path(os.environ[LOG_ENV]))
+    if os.environ.get(LOG_ENV):
+        env_log = Path(os.environ[LOG_ENV])
+        files += [f for f in (env_log, reruns_log(env_log)) if f not in files]
     return files
+
+
+def reruns_log(log: str | os.PathLike[str]) -> Path:
+    """Where runs of versions that `log` already records go: ``<name>.reruns.jsonl`` beside it."""
+    log = Path(log)
+    if log.name.endswith(RERUNS_SUFFIX):
+        return log
+    stem = log.name[:-len(".jsonl")] if log.name.endswith(".jsonl") else log.name
+    return log.with_name(stem + RERUNS_SUFFIX)
 
 
 def display_path(path: str | os.PathLike[str]) -> str:
@@ -197,14 +215,18 @@ def display_path(path: str | os.PathLike[str]) -> str:
     return str(resolved)
 
 
-def append_record(record: Mapping[str, Any], log: Path | None = None) -> Path:
-    """Append one record (one line, under an exclusive lock: concurrent stages share the log)."""
+def append_record(record: Mapping[str, Any], log: Path | None = None, *, new_versions_only: bool = False) -> Path:
+    """Append one record (one line, under an exclusive lock: concurrent stages share the log) and return
+    the log it went to. With `new_versions_only`, a record of a version `log` already holds (same
+    artifact and key) goes to `reruns_log(log)` instead."""
     log = log or lineage_log_path()
     log.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(record, sort_keys=True) + "\n"
     with open(log, "a+b") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
+            if new_versions_only and _holds_version(handle, record.get("artifact"), record.get("key")):
+                return append_record(record, reruns_log(log))
             handle.seek(0, os.SEEK_END)
             if handle.tell():
                 handle.seek(-1, os.SEEK_END)
@@ -215,6 +237,21 @@ def append_record(record: Mapping[str, Any], log: Path | None = None) -> Path:
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
     return log
+
+
+def _holds_version(handle: Any, artifact: Any, key: Any) -> bool:
+    """Whether the open log has a record of version `key` of `artifact`."""
+    handle.seek(0)
+    needle = json.dumps(key).encode("utf-8")  # cheap test first: most lines are other versions
+    for raw in handle:
+        if needle in raw:
+            try:
+                found = json.loads(raw)
+            except json.JSONDecodeError:
+                continue
+            if found.get("key") == key and found.get("artifact") == artifact:
+                return True
+    return False
 
 
 def iter_records(log: Path | None = None, *, root: str | os.PathLike[str] | None = None
@@ -244,10 +281,10 @@ def record_provenance(
     key: str | None = None,
     log: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
-    """Append the record of the version now at `out_dir` to `log` (default: `lineage_log_path()`) and
-    return it. `inputs` name the artifacts it was built from (their md5s are taken now); `extra`
-    holds facts of this run (counts, timings), kept under "run". `key` skips re-hashing when the
-    caller knows it."""
+    """Append the record of the version now at `out_dir` to `log` (default: `lineage_log_path()`), or to
+    its re-run log when `log` already records that version, and return it. `inputs` name the artifacts
+    it was built from (their md5s are taken now); `extra` holds facts of this run (counts, timings),
+    kept under "run". `key` skips re-hashing when the caller knows it."""
     out_dir = Path(out_dir)
     record = {
         "key": key or content_hash(out_dir),
@@ -262,7 +299,7 @@ def record_provenance(
                 "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds"),
                 "host": platform.node(), **dict(extra or {})},
     }
-    append_record(record, Path(log) if log is not None else None)
+    append_record(record, Path(log) if log is not None else None, new_versions_only=True)
     return record
 
 
@@ -289,5 +326,5 @@ def read_provenance(path: str | os.PathLike[str], log: Path | None = None) -> di
 
 
 __all__ = ["content_hash", "record_provenance", "read_provenance", "find_record", "iter_records",
-           "find_records", "append_record", "git_state", "package_versions", "environment", "lineage_log_path", "lineage_files",
+           "find_records", "append_record", "reruns_log", "git_state", "package_versions", "environment", "lineage_log_path", "lineage_files",
            "display_path"]

@@ -4,7 +4,8 @@ import json
 import subprocess
 import sys
 
-from paco_fr.lineage import content_hash, find_record, iter_records, read_provenance, record_provenance
+from paco_fr.lineage import (content_hash, find_record, find_records, iter_records, read_provenance,
+                             record_provenance, reruns_log)
 
 
 def test_directory_hash_is_dvcs_md5(tmp_path):
@@ -41,16 +42,50 @@ def test_records_are_keyed_by_md5_and_written_outside_the_artifact(tmp_path, _is
     assert rec["inputs"]["raw"] == {"path": up["artifact"], "md5": before}
     assert rec["overrides"] == ["a=1"] and rec["environment"]["packages"]["torch"]
     assert rec["run"]["faces"] == 1 and rec["run"]["run_id"] and rec["run"]["created_at"]
-    # A second run of the same version: a second line, the same key; the identity is the first.
+    # A second run of the same version: the same key, in the re-run log beside the log (which git ignores),
+    # so that the log changes only with a new version; the identity is the first run, the newest the second.
     again = record_provenance(out, "curate", inputs={"raw": raw}, params={"crop_size": 112})
     assert again["key"] == rec["key"] and again["run"]["run_id"] != rec["run"]["run_id"]
     assert find_record(rec["artifact"], rec["key"])["run"]["run_id"] == rec["run"]["run_id"]
     assert read_provenance(out)["run"]["run_id"] == again["run"]["run_id"]
+    assert [r["run"]["run_id"] for r in find_records(rec["artifact"], rec["key"])] == [rec["run"]["run_id"],
+                                                                                     again["run"]["run_id"]]
     lines = [json.loads(line) for line in _isolated_lineage_log.read_text().splitlines()]
-    assert [r["stage"] for r in lines] == ["raw", "curate", "curate"]
+    assert [r["stage"] for r in lines] == ["raw", "curate"]
+    reruns = reruns_log(_isolated_lineage_log)
+    assert reruns.name == "records.reruns.jsonl" and reruns.parent == _isolated_lineage_log.parent
+    assert [json.loads(line)["run"]["run_id"] for line in reruns.read_text().splitlines()] == [again["run"]["run_id"]]
+    # a new version of the same artifact is a new line of the log itself
+    (out / "manifest.parquet").write_bytes(b"other rows")
+    newer = record_provenance(out, "curate", inputs={"raw": raw}, params={"crop_size": 112})
+    assert [r["key"] for r in iter_records(_isolated_lineage_log)][-1] == newer["key"] != rec["key"]
     # a torn last line (a writer killed mid-append) is skipped, not fatal
     with open(_isolated_lineage_log, "a") as handle:
         handle.write('{"key": "tor')
     assert len(list(iter_records(_isolated_lineage_log))) == 3
+    (out / "manifest.parquet").write_bytes(b"third rows")
     record_provenance(out, "curate", inputs={"raw": raw}, params={})
     assert len(list(iter_records(_isolated_lineage_log))) == 4
+
+
+def test_a_record_says_dirty_only_for_changed_code(tmp_path):
+    """The stages of one run append to their tracked logs under lineage/ (and dvc.lock, metrics/): none of
+    that is code. A record made after an earlier stage's record must not call the code dirty."""
+    from paco_fr.lineage import git_state
+
+    repo = tmp_path / "repo"
+    (repo / "lineage" / "evaluate").mkdir(parents=True)
+    (repo / "pkg.py").write_text("x = 1\n")
+    for log in ("lineage/curate.jsonl", "lineage/evaluate/one.jsonl"):
+        (repo / log).write_text("{}\n")
+    env = ["-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run(["git", *env, "commit", "-q", "-m", "c"], cwd=repo, check=True)
+    assert git_state(repo)["dirty"] is False
+    for log in ("lineage/curate.jsonl", "lineage/evaluate/one.jsonl"):
+        with open(repo / log, "a") as handle:
+            handle.write("{}\n")
+    assert git_state(repo)["dirty"] is False
+    (repo / "pkg.py").write_text("x = 2\n")
+    assert git_state(repo)["dirty"] is True

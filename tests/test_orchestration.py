@@ -21,9 +21,9 @@ from dagster_driver import data_versions, execute, partition_keys, run_automatio
 from dagster_project.definitions import build_defs
 from dagster_project.project import artifact_for
 from dagster_project.record import record_pipeline
-from paco_fr.lineage import content_hash, find_record
+from paco_fr.lineage import content_hash, find_record, find_records
 from paco_fr.pipeline import dvc_repro, lock_stages
-from tiny_repo import commit, copy_repo, dvc, make_tiny_repo, paco_fr, tool_env
+from tiny_repo import commit, copy_repo, dvc, git, make_tiny_repo, paco_fr, tool_env
 
 pytestmark = pytest.mark.slow
 
@@ -50,10 +50,15 @@ def test_identical_inputs_rebuild_nothing_downstream(built, tmp_path):
     assert forced.ran == ["curate"]
     assert json.loads(dvc(repo, "status", "--json")) == {}, "a forced curate on the same raw folder left stages stale"
     assert recorded_versions(repo) == before
-    # The same version, built twice: two runs recorded under one key.
-    runs = [json.loads(line) for line in (repo / "lineage" / "curate.jsonl").read_text().splitlines()]
-    assert len(runs) == 2 and runs[0]["key"] == runs[1]["key"] == before["data/corpus"]
-    assert runs[0]["run"]["run_id"] != runs[1]["run"]["run_id"]
+    # The same version, built twice: two runs recorded under one key. The tracked log keeps the first (the
+    # version's identity); the second goes to the re-run log beside it, which git ignores, so the
+    # repository is as it was committed.
+    runs = find_records("data/corpus", before["data/corpus"], root=repo)
+    assert len(runs) == 2 and runs[0]["run"]["run_id"] != runs[1]["run"]["run_id"]
+    tracked = [json.loads(line) for line in (repo / "lineage" / "curate.jsonl").read_text().splitlines()]
+    assert [r["run"]["run_id"] for r in tracked] == [runs[0]["run"]["run_id"]]
+    assert (repo / "lineage" / "curate.reruns.jsonl").is_file()
+    assert git(repo, "status", "--porcelain") == "", "a re-run of committed versions changed tracked files"
     # Recording in the project's Dagster instance (what `paco-fr run` does after DVC): of every asset
     # partition `paco-fr run` recorded in `built`, only the corpus has a new run to show.
     assert record_pipeline(repo) == [("face_corpus", None)]

@@ -121,6 +121,10 @@ def dvc(repo: Path, *args: str) -> str:
     return proc.stdout
 
 
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout
+
+
 def copy_repo(repo: Path, dest: Path) -> Path:
     shutil.copytree(repo, dest, symlinks=True)
     return dest
