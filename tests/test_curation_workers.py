@@ -104,22 +104,23 @@ def _kill_after_chunks(proc: subprocess.Popen, chunk_dir_glob: Path, n: int) -> 
     assert proc.returncode == -signal.SIGKILL
 
 
-def test_pool_reports_a_spare_core_once_its_queue_is_empty(raw, tmp_path):
-    """`curate` imports Great Expectations for the merge only once a worker has run out of chunks, so that
-    the import does not take a core from the workers: the hook fires once, after every chunk was handed out."""
+def test_pool_reports_once_when_its_last_chunk_is_handed_out(raw, tmp_path):
+    """`curate` imports Great Expectations for the merge once the last chunk is handed out, so that the
+    import shares the cores with the last chunks instead of holding the GIL against the merge: the hook
+    fires once, after every chunk but those the two workers hold was published."""
     from paco_fr.data.partition import curate_partitions
     from paco_fr.data.sources import discover
 
     part_dir = tmp_path / "part"
-    published_when_idle = []
+    published_when_drained = []
     curate_partitions(_cfg(1), {0: part_dir}, discover(raw), workers=2, resume=False, progress=False,
                       progress_json=False,
-                      on_idle=lambda: published_when_idle.append(len(list(part_dir.glob("chunks/chunk-*.json")))))
+                      on_drained=lambda: published_when_drained.append(len(list(part_dir.glob("chunks/chunk-*.json")))))
     n_chunks = len(list(part_dir.glob("chunks/chunk-*.json")))
     assert n_chunks > 3
-    assert len(published_when_idle) == 1
-    # two workers, an empty queue: one worker has published its last chunk, the other holds at most one
-    assert published_when_idle[0] >= n_chunks - 1
+    assert len(published_when_drained) == 1
+    # an empty queue, two workers: each holds at most one chunk
+    assert n_chunks - 2 <= published_when_drained[0] < n_chunks
 
 
 def test_chunks_written_by_other_curation_code_are_not_reused(raw, tmp_path, monkeypatch):

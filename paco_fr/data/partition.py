@@ -113,11 +113,11 @@ def curate_partition(cfg: CurationConfig, source: str | os.PathLike[str], part: 
 def curate_partitions(cfg: CurationConfig, part_dirs: dict[int, Path], items: Sequence[SourceItem], *,
                       workers: int | None, resume: bool, progress: bool, progress_json: bool = True,
                       on_progress: Callable[[dict[str, Any]], None] | None = None,
-                      on_idle: Callable[[], None] | None = None) -> list[PartResult]:
-    """Several partitions through one pool of workers (what `curate` does on one machine); `on_idle()`
-    is called once a worker has run out of work."""
+                      on_drained: Callable[[], None] | None = None) -> list[PartResult]:
+    """Several partitions through one pool of workers (what `curate` does on one machine); `on_drained()`
+    is called once the last chunk has been handed out to a worker."""
     pool = ChunkPool(cfg, workers or default_workers(), on_input=lambda *counts: bar.add(*counts),
-                     on_chunk=lambda task: None, on_idle=on_idle)
+                     on_chunk=lambda task: None, on_drained=on_drained)
     sizes = Counter(partition_of(item.rel_path, cfg.n_partitions) for item in items)
     pool.start(sum(-(-sizes[part] // cfg.chunk_inputs) for part in part_dirs))
     try:

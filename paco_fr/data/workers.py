@@ -164,16 +164,17 @@ class _Worker:
 class ChunkPool:
     """Runs chunk tasks on `workers` processes. In the parent, `on_input(inputs, faces, rejected)` adds
     finished work to the progress (negative when a dead worker's chunk is to be redone) and
-    `on_chunk(task)` is called for every published chunk, and `on_idle()` once, when a worker first runs
-    out of work (the queue is empty: from then on a core is spare)."""
+    `on_chunk(task)` is called for every published chunk, and `on_drained()` once, when the last chunk has
+    been handed out (from then on cores free up). A worker left without work is told to stop at once, so
+    that its exit overlaps the last chunks."""
 
     def __init__(self, cfg: CurationConfig, workers: int, *, on_input, on_chunk,
-                 on_idle: Callable[[], None] | None = None) -> None:
+                 on_drained: Callable[[], None] | None = None) -> None:
         self.cfg = cfg
         self.n_workers = max(1, int(workers))
         self.on_input = on_input
         self.on_chunk = on_chunk
-        self.on_idle = on_idle
+        self.on_drained = on_drained
         self.deaths: list[WorkerDeath] = []
         self.rejected_for_crashes: list[str] = []
         self.worker_peak_rss_mb: float | None = None  # the largest worker's VmHWM
@@ -189,8 +190,10 @@ class ChunkPool:
     def run(self, tasks: list[ChunkTask]) -> None:
         queue = deque(tasks)
         workers = self._workers
+        stopping: list[_Worker] = []
         try:
             while queue or any(w.task for w in workers):
+                # (a retried chunk can need a worker again after the idle ones were stopped)
                 while queue and len(workers) < min(self.n_workers, len(queue) + sum(1 for w in workers if w.task)):
                     workers.append(self._start())
                 for worker in workers:
@@ -199,10 +202,17 @@ class ChunkPool:
                         worker.in_hand = set()
                         worker.tally = [0, 0, 0]
                         worker.conn.send(worker.task)
+                if not queue:
+                    if self.on_drained is not None:
+                        self.on_drained, on_drained = None, self.on_drained
+                        on_drained()
+                    for idle in [w for w in workers if w.task is None]:
+                        workers.remove(idle)
+                        self._ask_to_stop(idle)
+                        stopping.append(idle)
                 busy = [w for w in workers if w.task is not None]
-                if self.on_idle is not None and not queue and len(busy) < len(workers):
-                    self.on_idle, on_idle = None, self.on_idle
-                    on_idle()
+                if not busy:
+                    break
                 ready = multiprocessing.connection.wait([w.conn for w in busy])
                 for worker in busy:
                     if worker.conn in ready:
@@ -210,8 +220,10 @@ class ChunkPool:
                             workers.remove(worker)
                             self._handle_death(worker, queue)
         finally:
-            for worker in workers:
-                self._stop(worker)
+            for worker in workers:  # all asked first: they exit side by side
+                self._ask_to_stop(worker)
+            for worker in stopping + workers:
+                self._wait_stopped(worker)
             workers.clear()
 
     def _start(self) -> _Worker:
@@ -224,19 +236,27 @@ class ChunkPool:
         conn.send(self.cfg)
         return _Worker(process, conn)
 
-    def _stop(self, worker: _Worker) -> None:
+    def _ask_to_stop(self, worker: _Worker) -> None:
         try:
             if worker.process.poll() is None:
                 worker.conn.send(None)
-                if worker.conn.poll(10):
-                    self._handle(worker, worker.conn.recv())
-                worker.process.wait(timeout=10)
-        except (OSError, EOFError, subprocess.TimeoutExpired):
+        except OSError:
             pass
-        if worker.process.poll() is None:
-            worker.process.kill()
-        worker.process.wait()
-        worker.conn.close()
+
+    def _wait_stopped(self, worker: _Worker) -> None:
+        """Take its last message (its peak memory); kill it if none comes within 10 s. Its exit
+        (MediaPipe's graphs closing, ~0.4 s) is awaited on a thread, beside the caller's next step."""
+        said_goodbye = False
+        try:
+            said_goodbye = worker.conn.poll(10)
+            if said_goodbye:
+                self._handle(worker, worker.conn.recv())
+        except (OSError, EOFError):
+            said_goodbye = False
+        finally:
+            if not said_goodbye and worker.process.poll() is None:
+                worker.process.kill()
+            threading.Thread(target=_reap, args=(worker,), name="curate-reap", daemon=True).start()
 
     def _drain(self, worker: _Worker) -> bool:
         """Handle every message the worker has sent; False once it is dead."""
@@ -293,6 +313,15 @@ class ChunkPool:
             print(f"curate: {paths[0]}: rejected as worker_crash (the worker died twice on it)", file=sys.stderr)
         queue.appendleft(ChunkTask(task.part, task.index, task.part_dir, task.items, task.fingerprint,
                                    careful=True, poisoned=poisoned))
+
+
+def _reap(worker: _Worker) -> None:
+    try:
+        worker.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        worker.process.kill()
+        worker.process.wait()
+    worker.conn.close()
 
 
 def default_workers() -> int:
