@@ -317,11 +317,13 @@ def find_record(artifact: str, key: str, log: Path | None = None, *, root: str |
 
 
 def read_provenance(path: str | os.PathLike[str], log: Path | None = None) -> dict[str, Any] | None:
-    """The newest record of the version now at `path` (a folder, or a file inside one)."""
+    """The newest record of the version now at `path` (a folder, or a file inside one), from `log` and its
+    re-run log, or from every log of the repository."""
     path = Path(path)
     folder = path if path.is_dir() else path.parent
     key, artifact = content_hash(folder), display_path(folder)
-    found = [r for r in iter_records(log) if r.get("key") == key and r.get("artifact") == artifact]
+    records = iter_records() if log is None else (r for f in (log, reruns_log(log)) for r in iter_records(Path(f)))
+    found = [r for r in records if r.get("key") == key and r.get("artifact") == artifact]
     return max(found, key=lambda r: r["run"].get("created_at", "")) if found else None
 
 

@@ -48,6 +48,7 @@ def test_records_are_keyed_by_md5_and_written_outside_the_artifact(tmp_path, _is
     assert again["key"] == rec["key"] and again["run"]["run_id"] != rec["run"]["run_id"]
     assert find_record(rec["artifact"], rec["key"])["run"]["run_id"] == rec["run"]["run_id"]
     assert read_provenance(out)["run"]["run_id"] == again["run"]["run_id"]
+    assert read_provenance(out, _isolated_lineage_log)["run"]["run_id"] == again["run"]["run_id"]
     assert [r["run"]["run_id"] for r in find_records(rec["artifact"], rec["key"])] == [rec["run"]["run_id"],
                                                                                      again["run"]["run_id"]]
     lines = [json.loads(line) for line in _isolated_lineage_log.read_text().splitlines()]
