@@ -123,6 +123,29 @@ def test_pool_reports_once_when_its_last_chunk_is_handed_out(raw, tmp_path):
     assert n_chunks - 2 <= published_when_drained[0] < n_chunks
 
 
+def test_a_partition_is_finalised_while_later_partitions_run(raw, tmp_path):
+    """A partition's tables and marker are written as soon as its last chunk is published, not after every
+    partition: with one worker, partition 0 is complete when the last chunk (partition 1's) is handed out,
+    and its marker appears while that chunk is still being curated."""
+    from paco_fr.data.partition import PART_MARKER, curate_partitions
+    from paco_fr.data.sources import discover
+
+    dirs = {0: tmp_path / "p0", 1: tmp_path / "p1"}
+    seen = []
+
+    def drained():
+        deadline = time.monotonic() + 30
+        while not (dirs[0] / PART_MARKER).is_file() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen.append(((dirs[0] / PART_MARKER).is_file(), (dirs[1] / PART_MARKER).is_file()))
+
+    results = curate_partitions(_cfg(2), dirs, discover(raw), workers=1, resume=False, progress=False,
+                                progress_json=False, on_drained=drained)
+    assert seen == [(True, False)]
+    assert all((d / PART_MARKER).is_file() for d in dirs.values())
+    assert sum(r.inputs for r in results) == len(discover(raw))
+
+
 def test_chunks_written_by_other_curation_code_are_not_reused(raw, tmp_path, monkeypatch):
     """DVC re-runs a partition when paco_fr/data changes; the partition must then redo its chunks, not
     resume from those the old code wrote (they would carry the old code's bytes into the corpus)."""

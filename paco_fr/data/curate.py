@@ -45,18 +45,19 @@ def curate(cfg: CurationConfig, source: str | os.PathLike[str], out_dir: str | o
     when the manifest fails the suite."""
     started = time.perf_counter()
     n_workers = workers or default_workers()
-    # Great Expectations takes ~3 CPU-seconds to import; the merge needs it. Import it in a thread: now if the
-    # workers leave a core spare (or the parent renders the builtin folder first), else once the last chunk
-    # is handed out. From there the import shares the cores with the last chunks; begun only when a worker
-    # idled, it held the GIL against most of the merge (the tail went from 5.0 to 4.5 s; ~1 s of overlap
-    # with the merge is left).
+    # Great Expectations takes ~3 CPU-seconds to import and the merge needs it. An import holds this process's
+    # GIL, so it runs in a thread while the process has little else to do: at once beside the rendering of
+    # the builtin folder; once the chunks are planned when the workers leave a core spare (begun at once, it
+    # slowed discovery and planning of 5,000 inputs from 0.8 to 3.4 s); else once the last chunk is handed
+    # out (begun when a worker idled, it held the GIL against most of the merge; ~1 s of overlap is left).
     def import_ge() -> None:
         threading.Thread(target=importlib.import_module, args=("great_expectations",), daemon=True).start()
 
-    spare_core_now = n_workers < available_cores() or str(source) == "builtin"
-    if spare_core_now:
+    rendering = str(source) == "builtin"
+    spare_core = n_workers < available_cores()
+    if rendering:
         import_ge()
-    if str(source) == "builtin":
+    if rendering:
         from paco_fr.data.builtin import write_builtin_raw  # noqa: PLC0415
 
         source = write_builtin_raw(cfg.builtin, Path(raw_dir) if raw_dir is not None else Path("data/raw"),
@@ -73,7 +74,8 @@ def curate(cfg: CurationConfig, source: str | os.PathLike[str], out_dir: str | o
     part_dirs = {i: work / part_dir_name(i, cfg.n_partitions) for i in range(cfg.n_partitions)}
     parts = curate_partitions(cfg, part_dirs, items, workers=n_workers, resume=resume, progress=progress,
                               progress_json=progress_json, on_progress=on_progress,
-                              on_drained=None if spare_core_now else import_ge)
+                              on_planned=import_ge if spare_core and not rendering else None,
+                              on_drained=None if spare_core or rendering else import_ge)
     curated = time.perf_counter()
     result = merge_partitions(cfg, root, [part_dirs[i] for i in sorted(part_dirs)], out_dir, items=items,
                               progress=progress)

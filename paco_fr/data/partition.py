@@ -25,6 +25,7 @@ import logging
 import os
 import shutil
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -113,11 +114,14 @@ def curate_partition(cfg: CurationConfig, source: str | os.PathLike[str], part: 
 def curate_partitions(cfg: CurationConfig, part_dirs: dict[int, Path], items: Sequence[SourceItem], *,
                       workers: int | None, resume: bool, progress: bool, progress_json: bool = True,
                       on_progress: Callable[[dict[str, Any]], None] | None = None,
+                      on_planned: Callable[[], None] | None = None,
                       on_drained: Callable[[], None] | None = None) -> list[PartResult]:
-    """Several partitions through one pool of workers (what `curate` does on one machine); `on_drained()`
-    is called once the last chunk has been handed out to a worker."""
+    """Several partitions through one pool of workers (what `curate` does on one machine). `on_planned()` is
+    called once every chunk is planned, `on_drained()` once the last chunk has been handed out to a worker.
+    A partition is finalised (its tables concatenated, its marker written) on a thread as soon as its last
+    chunk is published, beside the chunks of the partitions after it."""
     pool = ChunkPool(cfg, workers or default_workers(), on_input=lambda *counts: bar.add(*counts),
-                     on_chunk=lambda task: None, on_drained=on_drained)
+                     on_chunk=lambda task: published(task), on_drained=on_drained)
     sizes = Counter(partition_of(item.rel_path, cfg.n_partitions) for item in items)
     pool.start(sum(-(-sizes[part] // cfg.chunk_inputs) for part in part_dirs))
     try:
@@ -125,21 +129,39 @@ def curate_partitions(cfg: CurationConfig, part_dirs: dict[int, Path], items: Se
     except BaseException:
         pool.run([])  # stops the processes
         raise
+    if on_planned is not None:
+        on_planned()
     tasks = [task for plan in plans for task in plan.tasks]
     reused = tuple(sum(p.reused_counts[i] for p in plans) for i in range(3))
     label = (f"curate-part {plans[0].part}/{cfg.n_partitions}" if len(plans) == 1 else "curate")
     bar = Progress(sum(len(p.items) for p in plans), label=label, reused=reused, bar=progress,  # type: ignore[arg-type]
                    json_lines=progress_json, on_progress=on_progress)
-    try:
-        pool.run(tasks)
-    finally:
-        bar.close()
-    results = []
-    for plan in plans:
+    unpublished = Counter(task.part for task in tasks)
+    finalising: dict[int, Future] = {}
+    # One thread: the tables are read and written by pyarrow, which releases the GIL.
+    finaliser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="curate-finalise")
+
+    def finalise(plan: _Plan) -> None:
         if not plan.done_whole:
-            _finalise(plan)
-        results.append(_result(plan, pool))
-    return results
+            finalising[plan.part] = finaliser.submit(_finalise, plan)
+
+    def published(task: ChunkTask) -> None:
+        unpublished[task.part] -= 1
+        if unpublished[task.part] == 0:
+            finalise(by_part[task.part])
+
+    by_part = {plan.part: plan for plan in plans}
+    try:
+        for plan in plans:
+            if not unpublished[plan.part]:  # every chunk reused
+                finalise(plan)
+        pool.run(tasks)
+        for future in finalising.values():
+            future.result()  # raises what the finaliser raised
+    finally:
+        finaliser.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+    return [_result(plan, pool) for plan in plans]
 
 
 def _plan(cfg: CurationConfig, part: int, out_dir: Path, all_items: Sequence[SourceItem], *, resume: bool) -> _Plan:
