@@ -57,7 +57,6 @@ def curate(cfg: CurationConfig, source: str | os.PathLike[str], out_dir: str | o
     spare_core = n_workers < available_cores()
     if rendering:
         import_ge()
-    if rendering:
         from paco_fr.data.builtin import write_builtin_raw  # noqa: PLC0415
 
         source = write_builtin_raw(cfg.builtin, Path(raw_dir) if raw_dir is not None else Path("data/raw"),

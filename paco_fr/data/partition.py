@@ -136,6 +136,7 @@ def curate_partitions(cfg: CurationConfig, part_dirs: dict[int, Path], items: Se
     label = (f"curate-part {plans[0].part}/{cfg.n_partitions}" if len(plans) == 1 else "curate")
     bar = Progress(sum(len(p.items) for p in plans), label=label, reused=reused, bar=progress,  # type: ignore[arg-type]
                    json_lines=progress_json, on_progress=on_progress)
+    by_part = {plan.part: plan for plan in plans}
     unpublished = Counter(task.part for task in tasks)
     finalising: dict[int, Future] = {}
     # One thread: the tables are read and written by pyarrow, which releases the GIL.
@@ -150,7 +151,6 @@ def curate_partitions(cfg: CurationConfig, part_dirs: dict[int, Path], items: Se
         if unpublished[task.part] == 0:
             finalise(by_part[task.part])
 
-    by_part = {plan.part: plan for plan in plans}
     try:
         for plan in plans:
             if not unpublished[plan.part]:  # every chunk reused
